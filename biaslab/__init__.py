@@ -1,0 +1,1 @@
+"""biaslab: probe the inductive bias of deep generative models."""

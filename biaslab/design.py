@@ -1,0 +1,107 @@
+"""Study designs: what a researcher submits, with the limits of every field.
+
+A study names one dataset design, one model and one training recipe. `expand`
+turns a study into the runs it makes; each `RunSpec` is complete on its own,
+so a run can be reproduced from its spec alone.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_DOTS = 16
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DotsDataset(_Strict):
+    """Images of k non-overlapping coloured dots on a white background."""
+
+    family: Literal["dots"] = "dots"
+    image_size: Literal[32, 64] = 32
+    counts: list[Annotated[int, Field(ge=1, le=MAX_DOTS)]] = Field(
+        min_length=1, max_length=MAX_DOTS, description="Dot counts drawn in training images."
+    )
+    weights: list[Annotated[float, Field(gt=0)]] | None = Field(
+        default=None, description="Relative weight of each count; equal when unset."
+    )
+    noise: float = Field(default=0.03, ge=0, le=0.3, description="Gaussian pixel noise sigma.")
+    dot_radius: float = Field(
+        default=0.08, ge=0.04, le=0.15, description="Dot radius as a fraction of the image width."
+    )
+    training_images: int | None = Field(
+        default=None,
+        ge=64,
+        le=200_000,
+        description="Size of a fixed training set; fresh images every step when unset.",
+    )
+
+    @model_validator(mode="after")
+    def _check_counts(self) -> DotsDataset:
+        if len(set(self.counts)) != len(self.counts):
+            raise ValueError(f"counts {self.counts} repeat a value; list each count once")
+        if self.weights is not None and len(self.weights) != len(self.counts):
+            raise ValueError(
+                f"weights has {len(self.weights)} values but counts has {len(self.counts)}; "
+                "give one weight per count"
+            )
+        return self
+
+    def count_probabilities(self) -> list[float]:
+        weights = self.weights or [1.0] * len(self.counts)
+        total = sum(weights)
+        return [w / total for w in weights]
+
+
+Dataset = Annotated[DotsDataset, Field(discriminator="family")]
+
+
+class VaeModel(_Strict):
+    """A variational autoencoder with a Gaussian latent and a sigmoid decoder."""
+
+    kind: Literal["vae"] = "vae"
+    architecture: Literal["conv"] = "conv"
+    z_dim: int = Field(default=32, ge=2, le=512)
+    beta: float = Field(default=1.0, ge=0, le=100)
+
+
+Model = Annotated[VaeModel, Field(discriminator="kind")]
+
+
+class Training(_Strict):
+    steps: int = Field(default=3000, ge=1, le=1_000_000)
+    batch_size: int = Field(default=64, ge=1, le=1024)
+    learning_rate: float = Field(default=1e-3, gt=0, le=1)
+    snapshot_every: int = Field(default=250, ge=1, le=1_000_000)
+    samples_per_snapshot: int = Field(default=1000, ge=64, le=10_000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _check_snapshot_every(self) -> Training:
+        if self.snapshot_every > self.steps:
+            raise ValueError(
+                f"snapshot_every {self.snapshot_every} is larger than steps {self.steps}; "
+                "use at most the number of steps"
+            )
+        return self
+
+
+class RunSpec(_Strict):
+    """Everything one training run needs: what to draw, what to train, how."""
+
+    dataset: Dataset
+    model: Model
+    training: Training
+
+
+class StudyCreate(RunSpec):
+    name: str = Field(min_length=1, max_length=200)
+
+
+def expand(study: StudyCreate) -> list[RunSpec]:
+    """Return the runs of a study, in order."""
+    return [RunSpec(dataset=study.dataset, model=study.model, training=study.training)]

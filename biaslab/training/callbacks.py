@@ -1,0 +1,32 @@
+"""What the training loop hands to its caller, and how the caller can stop it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from biaslab.analysis.histogram import FeatureHistogram
+
+
+@dataclass(frozen=True)
+class SnapshotData:
+    """The generated distribution at one step: probed histograms, losses and a sample grid."""
+
+    step: int
+    histograms: dict[str, FeatureHistogram]
+    losses: dict[str, float]
+    grid_png: bytes
+
+
+class TrainingCallbacks(Protocol):
+    def on_start(self, training_histograms: dict[str, FeatureHistogram], device: str) -> None:
+        """Receive the training set's histograms (same bins as snapshots) once, before step 1."""
+
+    def on_metrics(self, step: int, losses: dict[str, float]) -> None:
+        """Receive loss terms averaged over the steps since the previous call."""
+
+    def on_snapshot(self, snapshot: SnapshotData) -> None:
+        """Receive a snapshot every `snapshot_every` steps and at the last step."""
+
+    def should_stop(self, step: int) -> bool:
+        """Return True to stop after `step`; called after every step, so keep it cheap."""
