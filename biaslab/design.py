@@ -58,6 +58,7 @@ class DotsDataset(_Strict):
 
 
 Dataset = Annotated[DotsDataset, Field(discriminator="family")]
+DATASET_FAMILIES: tuple[str, ...] = ("dots",)
 
 
 class VaeModel(_Strict):
@@ -70,6 +71,7 @@ class VaeModel(_Strict):
 
 
 Model = Annotated[VaeModel, Field(discriminator="kind")]
+MODEL_KINDS: tuple[str, ...] = ("vae",)
 
 
 class Training(_Strict):

@@ -1,0 +1,53 @@
+"""Typed dependencies: the settings, a database session, and load-or-404 of rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from backend.queue import RunQueue
+from biaslab.settings import Settings
+from biaslab.store.db import session_scope
+from biaslab.store.models import Run, Study
+from biaslab.store.studies import get_study
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with session_scope(request.app.state.sessions) as session:
+        yield session
+
+
+def get_queue(request: Request) -> RunQueue:
+    queue: RunQueue = request.app.state.queue
+    return queue
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+QueueDep = Annotated[RunQueue, Depends(get_queue)]
+
+
+def load_study(study_id: int, session: SessionDep) -> Study:
+    study = get_study(session, study_id)
+    if study is None:
+        raise HTTPException(status_code=404, detail=f"study {study_id} not found")
+    return study
+
+
+def load_run(run_id: int, session: SessionDep) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise HTTPException(status_code=404, detail=f"run {run_id} not found")
+    return run
+
+
+StudyDep = Annotated[Study, Depends(load_study)]
+RunDep = Annotated[Run, Depends(load_run)]

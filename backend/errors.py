@@ -1,0 +1,95 @@
+"""Error responses: validation errors name field, value and rule; database outages give 503."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from biaslab.design import DATASET_FAMILIES, MODEL_KINDS
+
+logger = logging.getLogger(__name__)
+
+MAX_VALUE_CHARS = 80
+DATABASE_RETRY_SECONDS = 5
+
+
+# pydantic puts the tag of a discriminated union into the error location
+# ("dataset", "dots", "counts"); users know the field as "dataset.counts".
+_UNION_TAGS = frozenset(DATASET_FAMILIES + MODEL_KINDS)
+_UNION_FIELDS = frozenset({"body", "dataset", "model"})
+
+
+def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """Turn ("body", "dataset", "dots", "counts", 0) into "dataset.counts[0]"."""
+    path = ""
+    previous: int | str | None = None
+    for part in loc:
+        after_union = previous in _UNION_FIELDS
+        previous = part
+        if part in ("body", "query", "path", "header"):
+            continue
+        if after_union and part in _UNION_TAGS:
+            continue
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def _shown_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
+
+
+def describe_error(error: dict[str, Any]) -> dict[str, Any]:
+    """Add `field` and a one-line `message` to one pydantic error."""
+    loc = list(error.get("loc", ()))
+    value = error.get("input")
+    context = error.get("ctx") or {}
+    if error.get("type") == "union_tag_invalid":
+        # An unknown discriminator ("family": "stars") is reported on the tag field itself.
+        loc.append(str(context.get("discriminator", "")).strip("'"))
+        value = context.get("tag")
+    field = field_path(loc)
+    rule = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "missing":
+        message = f"{field}: missing, this field is required"
+    else:
+        message = f"{field}: {_shown_value(value)} is invalid: {rule}"
+    return {**error, "loc": loc, "input": value, "field": field, "message": message}
+
+
+async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [describe_error(error) for error in exc.errors()]
+    # ctx can hold exception objects; the encoder turns them into strings.
+    body = jsonable_encoder({"detail": details}, custom_encoder={Exception: str})
+    return JSONResponse(status_code=422, content=body)
+
+
+async def database_error(request: Request, exc: Exception) -> JSONResponse:
+    """Answer 503 with a retry hint when the database is unreachable, 500 otherwise."""
+    unreachable = isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+    if not unreachable:
+        logger.exception("database error during %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": "internal database error"})
+    logger.error("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "the database is unavailable; retry in a few seconds"},
+        headers={"Retry-After": str(DATABASE_RETRY_SECONDS)},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(DBAPIError, database_error)

@@ -1,0 +1,115 @@
+"""Studies and the queries the API makes (the worker's side is in `runs`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from biaslab.design import StudyCreate, expand
+from biaslab.store.events import record_event
+from biaslab.store.models import Event, EventKind, Metric, Run, RunStatus, Snapshot, Study, utcnow
+
+
+def create_study(session: Session, design: StudyCreate) -> Study:
+    """Add a study and its queued runs; the caller commits, then sends the run ids."""
+    study = Study(name=design.name, design=design.model_dump(mode="json"))
+    study.runs = [
+        Run(index=index, spec=spec.model_dump(mode="json"), status=RunStatus.queued)
+        for index, spec in enumerate(expand(design))
+    ]
+    session.add(study)
+    session.flush()
+    for run in study.runs:
+        record_event(session, run, EventKind.run)
+    return study
+
+
+def list_studies(session: Session, limit: int, offset: int) -> tuple[Sequence[Study], int]:
+    """Return one page of studies, newest first, with their runs, and the total count."""
+    total = session.scalar(select(func.count(Study.id))) or 0
+    # Runs are loaded in one extra query for the whole page rather than one per study.
+    studies = session.scalars(
+        select(Study)
+        .options(selectinload(Study.runs))
+        .order_by(Study.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return studies, total
+
+
+def get_study(session: Session, study_id: int) -> Study | None:
+    return session.scalars(
+        select(Study).options(selectinload(Study.runs)).where(Study.id == study_id)
+    ).one_or_none()
+
+
+def latest_snapshot_steps(session: Session, run_ids: Sequence[int]) -> dict[int, int]:
+    """Map each run id to the step of its newest snapshot (runs without one are left out)."""
+    if not run_ids:
+        return {}
+    rows = session.execute(
+        select(Snapshot.run_id, func.max(Snapshot.step))
+        .where(Snapshot.run_id.in_(run_ids))
+        .group_by(Snapshot.run_id)
+    ).all()
+    return {run_id: step for run_id, step in rows}
+
+
+def list_snapshots(session: Session, run_id: int) -> Sequence[Snapshot]:
+    return session.scalars(
+        select(Snapshot).where(Snapshot.run_id == run_id).order_by(Snapshot.step)
+    ).all()
+
+
+def get_snapshot(session: Session, run_id: int, step: int | None) -> Snapshot | None:
+    """Return the snapshot of `run_id` at `step`, or its newest one when step is None."""
+    query = select(Snapshot).where(Snapshot.run_id == run_id)
+    if step is None:
+        query = query.order_by(Snapshot.step.desc()).limit(1)
+    else:
+        query = query.where(Snapshot.step == step)
+    return session.scalars(query).first()
+
+
+def list_metrics(session: Session, run_id: int) -> Sequence[Metric]:
+    return session.scalars(
+        select(Metric).where(Metric.run_id == run_id).order_by(Metric.step, Metric.name)
+    ).all()
+
+
+def request_cancel(session: Session, run: Run) -> bool:
+    """Cancel a queued run at once; ask a running one to stop at its next step.
+
+    Each UPDATE checks the status it expects, so a worker claiming or finishing
+    the run at the same moment is never overwritten. Returns False when the run
+    had already ended.
+    """
+    cancelled_now = session.execute(
+        update(Run)
+        .where(Run.id == run.id, Run.status == RunStatus.queued)
+        .values(status=RunStatus.cancelled, cancel_requested=True, finished_at=utcnow())
+    ).rowcount
+    if not cancelled_now:
+        flagged = session.execute(
+            update(Run)
+            .where(Run.id == run.id, Run.status == RunStatus.running)
+            .values(cancel_requested=True)
+        ).rowcount
+        if not flagged:
+            session.refresh(run)
+            return False
+    session.refresh(run)
+    record_event(session, run, EventKind.run)
+    return True
+
+
+def events_after(session: Session, study_id: int, after_id: int, limit: int = 200) -> Sequence[Event]:
+    return session.scalars(
+        select(Event)
+        .where(Event.study_id == study_id, Event.id > after_id)
+        .order_by(Event.id)
+        .limit(limit)
+    ).all()

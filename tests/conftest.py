@@ -1,0 +1,64 @@
+"""Shared fixtures: a fresh PostgreSQL database per test session, Redis, settings in a temp folder."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+POSTGRES_SERVER_URL = os.environ.get(
+    "BIASLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("BIASLAB_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
+# Set to 1 on a machine without PostgreSQL and Redis: the tests that need them are skipped.
+NO_SERVICES = os.environ.get("BIASLAB_TEST_NO_SERVICES") == "1"
+
+
+def _require_services() -> None:
+    if NO_SERVICES:
+        pytest.skip("BIASLAB_TEST_NO_SERVICES=1: PostgreSQL and Redis tests are skipped")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """Create an empty database on the local PostgreSQL server and drop it afterwards."""
+    _require_services()
+    name = f"biaslab_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        pytest.fail(
+            f"PostgreSQL at {POSTGRES_SERVER_URL} is not reachable ({error.orig}); start it, "
+            "or set BIASLAB_TEST_NO_SERVICES=1 to skip the tests that need it"
+        )
+    url = POSTGRES_SERVER_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The local Redis, on a database number of its own, emptied first."""
+    _require_services()
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as error:
+        pytest.fail(
+            f"Redis at {REDIS_URL} is not reachable ({error}); start it, "
+            "or set BIASLAB_TEST_NO_SERVICES=1 to skip the tests that need it"
+        )
+    finally:
+        client.close()
+    return REDIS_URL
+

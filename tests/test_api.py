@@ -1,0 +1,223 @@
+"""The REST API on real databases: SQLite with the embedded broker, PostgreSQL with Redis."""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Iterator
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import text
+
+from backend.app import create_app
+from biaslab.settings import Settings
+from biaslab.store.db import make_engine, session_scope, make_sessionmaker
+from biaslab.store.migrate import upgrade
+from biaslab.store.models import Base
+from tests.examples import EXAMPLE_STUDY
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request, tmp_path) -> Iterator[Settings]:
+    if request.param == "sqlite":
+        settings = Settings(data_dir=tmp_path)
+        upgrade(settings.resolved_database_url)
+        yield settings
+        return
+    url = request.getfixturevalue("postgres_url")
+    broker = request.getfixturevalue("redis_url")
+    upgrade(url)
+    yield Settings(data_dir=tmp_path, database_url=url, broker_url=broker)
+    # The PostgreSQL database lives for the whole session, so each test leaves it empty.
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    redis.Redis.from_url(broker).flushdb()
+
+
+@pytest.fixture
+def client(settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+def design(**changes: dict) -> dict:
+    body = copy.deepcopy(EXAMPLE_STUDY)
+    for section, values in changes.items():
+        if isinstance(values, dict):
+            body[section].update(values)
+        else:
+            body[section] = values
+    return body
+
+
+def test_create_study_returns_queued_run(client):
+    response = client.post("/api/studies", json=EXAMPLE_STUDY)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert isinstance(body["id"], int)
+    assert len(body["run_ids"]) == 1
+    run = body["runs"][0]
+    assert run["id"] == body["run_ids"][0]
+    assert run["status"] == "queued"
+    assert run["steps"] == 3000
+    assert run["progress"] == 0.0
+    assert body["design"]["dataset"]["counts"] == [2, 4]
+    assert body["design"]["name"] == "two and four dots"
+
+
+def test_create_study_sends_run_to_redis(client, settings):
+    if not settings.broker_url:
+        pytest.skip("the embedded broker is checked by the worker integration tests")
+    client.post("/api/studies", json=EXAMPLE_STUDY)
+    queued = redis.Redis.from_url(settings.broker_url).llen("celery")
+    assert queued == 1, "one message per run should wait on the default queue"
+
+
+def test_list_and_read_studies(client):
+    first = client.post("/api/studies", json=EXAMPLE_STUDY).json()
+    second = client.post("/api/studies", json=design(name="one dot", dataset={"counts": [1]})).json()
+
+    listing = client.get("/api/studies").json()
+    assert listing["count"] == 2
+    assert [study["id"] for study in listing["studies"]] == [second["id"], first["id"]]
+
+    study = client.get(f"/api/studies/{first['id']}").json()
+    assert study["name"] == "two and four dots"
+    assert study["runs"][0]["latest_snapshot_step"] is None
+
+
+def test_missing_study_and_run_are_404(client):
+    study = client.get("/api/studies/999")
+    assert study.status_code == 404
+    assert study.json() == {"detail": "study 999 not found"}
+    run = client.get("/api/runs/999")
+    assert run.status_code == 404
+    assert run.json() == {"detail": "run 999 not found"}
+
+
+def test_new_run_has_no_results_yet(client):
+    run_id = client.post("/api/studies", json=EXAMPLE_STUDY).json()["run_ids"][0]
+    assert client.get(f"/api/runs/{run_id}/snapshots").json() == {"snapshots": []}
+    metrics = client.get(f"/api/runs/{run_id}/metrics").json()
+    assert metrics == {"run_id": run_id, "steps": [], "series": {}}
+    figures = client.get(f"/api/runs/{run_id}/figures").json()
+    assert figures["step"] is None
+    assert figures["counts"]["data"] == [], "no training histogram until the worker starts the run"
+    missing = client.get(f"/api/runs/{run_id}/figures", params={"step": 250})
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": f"run {run_id} has no snapshot at step 250"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        (
+            {"dataset": {"counts": [0]}},
+            "dataset.counts[0]",
+            "dataset.counts[0]: 0 is invalid: Input should be greater than or equal to 1",
+        ),
+        (
+            {"dataset": {"counts": [2, 100]}},
+            "dataset.counts[1]",
+            "dataset.counts[1]: 100 is invalid: Input should be less than or equal to 16",
+        ),
+        (
+            {"dataset": {"image_size": 7}},
+            "dataset.image_size",
+            "dataset.image_size: 7 is invalid: Input should be 32 or 64",
+        ),
+        (
+            {"training": {"learning_rate": -0.001}},
+            "training.learning_rate",
+            "training.learning_rate: -0.001 is invalid: Input should be greater than 0",
+        ),
+        (
+            {"training": {"steps": 1_000_000_000}},
+            "training.steps",
+            "training.steps: 1000000000 is invalid: Input should be less than or equal to 1000000",
+        ),
+        (
+            {"dataset": {"family": "stars"}},
+            "dataset.family",
+            "dataset.family: 'stars' is invalid: Input tag 'stars' found using 'family' "
+            "does not match any of the expected tags: 'dots'",
+        ),
+    ],
+)
+def test_invalid_design_is_422_and_stores_nothing(client, changes, field, message):
+    response = client.post("/api/studies", json=design(**changes))
+    assert response.status_code == 422
+    details = response.json()["detail"]
+    assert [detail["field"] for detail in details] == [field]
+    assert details[0]["message"] == message
+    assert client.get("/api/studies").json()["count"] == 0, "a rejected design must not be stored"
+
+
+def test_missing_section_named(client):
+    body = design()
+    del body["training"]
+    response = client.post("/api/studies", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["message"] == "training: missing, this field is required"
+
+
+def test_cancel_queued_run(client):
+    run_id = client.post("/api/studies", json=EXAMPLE_STUDY).json()["run_ids"][0]
+    response = client.post(f"/api/runs/{run_id}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert response.json()["finished_at"] is not None
+
+    again = client.post(f"/api/runs/{run_id}/cancel")
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        f"run {run_id} has already ended as cancelled; only queued or running runs can be cancelled"
+    )
+
+
+def test_preview_is_png_grid(client):
+    response = client.post("/api/datasets/preview", json=EXAMPLE_STUDY["dataset"])
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.width >= 4 * 32, "the preview is a 4x4 grid of 32x32 images"
+    assert image.height >= 4 * 32
+
+
+def test_preview_rejects_invalid_dataset(client):
+    response = client.post(
+        "/api/datasets/preview", json={**EXAMPLE_STUDY["dataset"], "noise": -1}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "noise"
+
+
+def test_pages_and_plotly_served(client):
+    index = client.get("/")
+    assert index.status_code == 200
+    assert "text/html" in index.headers["content-type"]
+    study_page = client.get("/studies/1")
+    assert study_page.status_code == 200
+    plotly = client.get("/static/vendor/plotly.min.js")
+    assert plotly.status_code == 200
+    assert len(plotly.content) > 1_000_000, "the full Plotly.js bundle is served locally"
+
+
+def test_openapi_lists_routes(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/api/studies",
+        "/api/studies/{study_id}",
+        "/api/studies/{study_id}/events",
+        "/api/runs/{run_id}",
+        "/api/runs/{run_id}/snapshots",
+        "/api/runs/{run_id}/cancel",
+        "/api/datasets/preview",
+    ):
+        assert path in paths, f"{path} missing from the OpenAPI schema"

@@ -1,0 +1,96 @@
+"""Server-Sent Events against a real `biaslab serve`: live snapshots and resuming by event id."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from biaslab.analysis.histogram import count_histogram
+from biaslab.settings import Settings
+from biaslab.store.db import make_engine, make_sessionmaker, session_scope
+from biaslab.store.events import record_event
+from biaslab.store.models import EventKind, Run, Snapshot
+from tests.examples import EXAMPLE_STUDY
+from tests.server import running_lab
+
+READ_TIMEOUT_SECONDS = 20
+
+
+@pytest.fixture
+def lab(tmp_path) -> Iterator[tuple[str, Settings]]:
+    with running_lab(tmp_path, worker=False) as base_url:
+        yield base_url, Settings(data_dir=tmp_path)
+
+
+def read_events(response: httpx.Response, wanted: int) -> list[dict]:
+    """Parse SSE messages from a streaming response until `wanted` events arrived."""
+    events: list[dict] = []
+    current: dict = {}
+    for line in response.iter_lines():
+        if line == "":
+            if "event" in current:
+                events.append(current)
+                if len(events) == wanted:
+                    return events
+            current = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(": ")
+            current[key] = value
+    return events
+
+
+def add_snapshot(settings: Settings, run_id: int, step: int, counts: list[int]) -> None:
+    """Write a snapshot the way a worker does: the row and its event in one transaction."""
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        run = session.get(Run, run_id)
+        snapshot = Snapshot(
+            run_id=run_id,
+            step=step,
+            histograms={"count": count_histogram(counts).model_dump()},
+            losses={"loss": 1.0},
+        )
+        session.add(snapshot)
+        session.flush()
+        record_event(session, run, EventKind.snapshot, snapshot.id)
+    engine.dispose()
+
+
+def test_events_stream_snapshots_and_resume(lab):
+    base_url, settings = lab
+    study = httpx.post(f"{base_url}/api/studies", json=EXAMPLE_STUDY).json()
+    run_id = study["run_ids"][0]
+    url = f"{base_url}/api/studies/{study['id']}/events"
+    timeout = httpx.Timeout(5, read=READ_TIMEOUT_SECONDS)
+
+    with httpx.stream("GET", url, timeout=timeout) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        add_snapshot(settings, run_id, 250, [2, 3, -1, 4])
+        first, second = read_events(response, wanted=2)
+
+    assert first["event"] == "run"
+    assert json.loads(first["data"])["status"] == "queued"
+    assert second["event"] == "snapshot"
+    snapshot = json.loads(second["data"])
+    assert snapshot["snapshot"]["step"] == 250
+    assert snapshot["snapshot"]["histograms"]["count"]["unrecognized"] == 1
+    assert snapshot["figures"]["counts"]["data"][0]["name"] == "generated (step 250)"
+
+    # A reconnect that sends the last id it saw gets only what came after it.
+    add_snapshot(settings, run_id, 500, [3, 3, 3])
+    headers = {"Last-Event-ID": second["id"]}
+    with httpx.stream("GET", url, headers=headers, timeout=timeout) as response:
+        (resumed,) = read_events(response, wanted=1)
+    assert resumed["event"] == "snapshot"
+    assert int(resumed["id"]) > int(second["id"])
+    assert json.loads(resumed["data"])["snapshot"]["step"] == 500
+
+
+def test_events_of_missing_study_404(lab):
+    base_url, _ = lab
+    response = httpx.get(f"{base_url}/api/studies/42/events", timeout=10)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "study 42 not found"}
