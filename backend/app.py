@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from backend.embedded_worker import start_worker, stop_worker
 from backend.errors import install_error_handlers
 from backend.queue import RunQueue
 from backend.routes import datasets, events, pages, runs, studies
@@ -19,8 +20,8 @@ from biaslab.store.migrate import check_current
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; the database and broker are opened at start-up, not at import."""
+def create_app(settings: Settings | None = None, *, embedded_worker: bool = False) -> FastAPI:
+    """Build the app; the database, broker and embedded worker start with it, not at import."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -31,10 +32,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.sessions = make_sessionmaker(engine)
         app.state.queue = RunQueue(settings)
+        worker = start_worker() if embedded_worker else None
         logger.info("API started on database %s", engine.url.render_as_string(hide_password=True))
         try:
             yield
         finally:
+            if worker is not None:
+                stop_worker(worker)
             app.state.queue.close()
             engine.dispose()
 

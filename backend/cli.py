@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,13 +12,13 @@ import typer
 
 from biaslab.settings import Settings
 
-app = typer.Typer(help="biaslab: probe the inductive bias of deep generative models.", no_args_is_help=True)
+app = typer.Typer(
+    help="biaslab: probe the inductive bias of deep generative models.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 logger = logging.getLogger("biaslab.cli")
-
-WORKER_STOP_SECONDS = 10
 
 DataDirOption = Annotated[
     Path | None,
@@ -47,31 +45,12 @@ def _settings(data_dir: Path | None) -> Settings:
     return settings
 
 
-def _start_embedded_worker() -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "worker"], start_new_session=True)
-
-
-def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    """Stop the worker; a run it was training is sent again by the sweep at the next start."""
-    if worker.poll() is not None:
-        return
-    os.killpg(worker.pid, signal.SIGTERM)
-    try:
-        worker.wait(WORKER_STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        logger.warning("worker did not stop within %s s; killing it", WORKER_STOP_SECONDS)
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.", min=1, max=65535)] = 8000,
     data_dir: DataDirOption = None,
-    worker: Annotated[
-        bool, typer.Option(help="Start an embedded worker beside the API.")
-    ] = True,
+    worker: Annotated[bool, typer.Option(help="Start an embedded worker beside the API.")] = True,
 ) -> None:
     """Serve the lab: the API and pages, and an embedded worker."""
     import uvicorn
@@ -84,13 +63,12 @@ def serve(
     if settings.database_url is None:
         # The embedded database belongs to this lab alone, so it is brought up to date here.
         upgrade(settings.resolved_database_url)
-    worker_process = _start_embedded_worker() if worker else None
-    typer.echo(f"biaslab is serving on http://{host}:{port}/ (data in {settings.data_dir.resolve()})")
-    try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-    finally:
-        if worker_process is not None:
-            _stop_worker(worker_process)
+    typer.echo(
+        f"biaslab is serving on http://{host}:{port}/ (data in {settings.data_dir.resolve()})"
+    )
+    uvicorn.run(
+        create_app(settings, embedded_worker=worker), host=host, port=port, log_level="info"
+    )
 
 
 @app.command(

@@ -14,7 +14,7 @@ from biaslab.analysis.histogram import FeatureHistogram
 TRAINING_COLOUR = "#4c72b0"
 GENERATED_COLOUR = "#dd8452"
 UNRECOGNIZED_LABEL = "unrecognized"
-# The x axis shows at least counts 1..MIN_COUNT_AXIS so that early, sparse histograms keep their scale.
+# The x axis shows at least counts 1..MIN_COUNT_AXIS, so early sparse histograms keep a scale.
 MIN_COUNT_AXIS = 8
 
 
@@ -81,7 +81,9 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def loss_figure(steps: Sequence[int], series: Mapping[str, Sequence[float | None]]) -> dict[str, Any]:
+def loss_figure(
+    steps: Sequence[int], series: Mapping[str, Sequence[float | None]]
+) -> dict[str, Any]:
     """Lines of each loss term against the training step."""
     figure = go.Figure()
     for name, values in series.items():

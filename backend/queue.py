@@ -29,7 +29,11 @@ class RunQueue:
             for run_id in run_ids:
                 self._celery.send_task(TRAIN_RUN_TASK, args=[run_id])
         except Exception:  # kombu raises many transport-specific errors here
-            logger.warning("sending runs %s to the broker failed; the sweep will resend them", run_ids, exc_info=True)
+            logger.warning(
+                "sending runs %s to the broker failed; the sweep will resend them",
+                run_ids,
+                exc_info=True,
+            )
             return False
         return True
 

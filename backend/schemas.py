@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from biaslab.analysis.histogram import FeatureHistogram
 from biaslab.store.models import Run, RunStatus, Snapshot, Study
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite returns naive datetimes; every stored time is UTC, so say so in the JSON.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class HistogramPublic(BaseModel):
@@ -40,9 +48,9 @@ class RunPublic(BaseModel):
     progress: float
     error: str | None
     cancel_requested: bool
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
     device: str | None
     worker_host: str | None
     training_histograms: dict[str, HistogramPublic] | None
@@ -73,18 +81,23 @@ class RunPublic(BaseModel):
 class StudyPublic(BaseModel):
     id: int
     name: str
-    created_at: datetime
+    created_at: UtcDatetime
     design: dict[str, Any]
     runs: list[RunPublic]
+    # The id of the newest event of the study: `GET .../events?after=` this id streams what follows.
+    last_event_id: int | None = None
 
     @classmethod
-    def from_row(cls, study: Study, latest_steps: dict[int, int]) -> StudyPublic:
+    def from_row(
+        cls, study: Study, latest_steps: dict[int, int], last_event_id: int | None = None
+    ) -> StudyPublic:
         return cls(
             id=study.id,
             name=study.name,
             created_at=study.created_at,
             design=study.design,
             runs=[RunPublic.from_row(run, latest_steps.get(run.id)) for run in study.runs],
+            last_event_id=last_event_id,
         )
 
 
@@ -104,7 +117,7 @@ class SnapshotPublic(BaseModel):
     histograms: dict[str, HistogramPublic]
     losses: dict[str, float]
     grid_url: str | None
-    created_at: datetime
+    created_at: UtcDatetime
 
     @classmethod
     def from_row(cls, snapshot: Snapshot) -> SnapshotPublic:

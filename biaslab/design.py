@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 MAX_DOTS = 16
 
@@ -40,16 +40,25 @@ class DotsDataset(_Strict):
         description="Size of a fixed training set; fresh images every step when unset.",
     )
 
-    @model_validator(mode="after")
-    def _check_counts(self) -> DotsDataset:
-        if len(set(self.counts)) != len(self.counts):
-            raise ValueError(f"counts {self.counts} repeat a value; list each count once")
-        if self.weights is not None and len(self.weights) != len(self.counts):
+    @field_validator("counts")
+    @classmethod
+    def _counts_distinct(cls, counts: list[int]) -> list[int]:
+        if len(set(counts)) != len(counts):
+            raise ValueError(f"counts {counts} repeat a value; list each count once")
+        return counts
+
+    @field_validator("weights")
+    @classmethod
+    def _one_weight_per_count(
+        cls, weights: list[float] | None, info: ValidationInfo
+    ) -> list[float] | None:
+        counts = info.data.get("counts")
+        if weights is not None and counts is not None and len(weights) != len(counts):
             raise ValueError(
-                f"weights has {len(self.weights)} values but counts has {len(self.counts)}; "
+                f"weights has {len(weights)} values but counts has {len(counts)}; "
                 "give one weight per count"
             )
-        return self
+        return weights
 
     def count_probabilities(self) -> list[float]:
         weights = self.weights or [1.0] * len(self.counts)
@@ -82,14 +91,16 @@ class Training(_Strict):
     samples_per_snapshot: int = Field(default=1000, ge=64, le=10_000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
-    @model_validator(mode="after")
-    def _check_snapshot_every(self) -> Training:
-        if self.snapshot_every > self.steps:
+    @field_validator("snapshot_every")
+    @classmethod
+    def _snapshot_within_steps(cls, snapshot_every: int, info: ValidationInfo) -> int:
+        steps = info.data.get("steps")
+        if steps is not None and snapshot_every > steps:
             raise ValueError(
-                f"snapshot_every {self.snapshot_every} is larger than steps {self.steps}; "
+                f"snapshot_every {snapshot_every} is larger than steps {steps}; "
                 "use at most the number of steps"
             )
-        return self
+        return snapshot_every
 
 
 class RunSpec(_Strict):

@@ -20,7 +20,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.resolved_broker_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": (
-            {} if settings.uses_embedded_broker else {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+            {}
+            if settings.uses_embedded_broker
+            else {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
         ),
         "task_ignore_result": True,
         "task_acks_late": True,

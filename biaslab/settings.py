@@ -31,13 +31,18 @@ class Settings(BaseSettings):
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int | None = Field(
-        default=None, ge=1, le=256, description="Torch CPU threads per worker; all cores when unset."
+        default=None,
+        ge=1,
+        le=256,
+        description="Torch CPU threads per worker; all cores when unset.",
     )
     lease_seconds: float = Field(
         default=60.0, gt=0, description="How long a run's lease lives without a heartbeat."
     )
     heartbeat_seconds: float = Field(
-        default=2.0, gt=0, description="How often a training run renews its lease and checks for cancel."
+        default=2.0,
+        gt=0,
+        description="How often a training run renews its lease and checks for cancel.",
     )
 
     @property

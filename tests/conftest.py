@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh PostgreSQL database per test session, Redis, settings in a temp folder."""
+"""Shared fixtures: a fresh PostgreSQL database per session, Redis, and service checks."""
 
 from __future__ import annotations
 
@@ -61,4 +61,3 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
-

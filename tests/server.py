@@ -31,8 +31,14 @@ def running_lab(
     log_path = data_dir / "serve.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "backend.cli", "serve",
-        "--port", str(port), "--data-dir", str(data_dir),
+        sys.executable,
+        "-m",
+        "backend.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
         "--worker" if worker else "--no-worker",
     ]
     with log_path.open("wb") as log:
@@ -55,7 +61,9 @@ def running_lab(
             time.sleep(0.2)
         yield base_url
     except BaseException:
-        sys.stderr.write(f"--- biaslab serve log ({log_path}) ---\n{log_path.read_text(errors='replace')}\n")
+        sys.stderr.write(
+            f"--- biaslab serve log ({log_path}) ---\n{log_path.read_text(errors='replace')}\n"
+        )
         raise
     finally:
         process.terminate()

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from backend.app import create_app
 from biaslab.settings import Settings
-from biaslab.store.db import make_engine, session_scope, make_sessionmaker
+from biaslab.store.db import make_engine
 from biaslab.store.migrate import upgrade
 from biaslab.store.models import Base
 from tests.examples import EXAMPLE_STUDY
@@ -81,7 +81,9 @@ def test_create_study_sends_run_to_redis(client, settings):
 
 def test_list_and_read_studies(client):
     first = client.post("/api/studies", json=EXAMPLE_STUDY).json()
-    second = client.post("/api/studies", json=design(name="one dot", dataset={"counts": [1]})).json()
+    second = client.post(
+        "/api/studies", json=design(name="one dot", dataset={"counts": [1]})
+    ).json()
 
     listing = client.get("/api/studies").json()
     assert listing["count"] == 2
@@ -89,6 +91,8 @@ def test_list_and_read_studies(client):
 
     study = client.get(f"/api/studies/{first['id']}").json()
     assert study["name"] == "two and four dots"
+    assert study["last_event_id"] >= 1, "creating the run recorded an event"
+    assert study["created_at"].endswith(("Z", "+00:00")), "times are sent with their UTC offset"
     assert study["runs"][0]["latest_snapshot_step"] is None
 
 
@@ -191,9 +195,7 @@ def test_preview_is_png_grid(client):
 
 
 def test_preview_rejects_invalid_dataset(client):
-    response = client.post(
-        "/api/datasets/preview", json={**EXAMPLE_STUDY["dataset"], "noise": -1}
-    )
+    response = client.post("/api/datasets/preview", json={**EXAMPLE_STUDY["dataset"], "noise": -1})
     assert response.status_code == 422
     assert response.json()["detail"][0]["field"] == "noise"
 

@@ -59,7 +59,10 @@ def test_every_biaslab_command_exists(compose):
         options = {option for parameter in group.params for option in parameter.opts}
         options |= {option for parameter in group.params for option in parameter.secondary_opts}
         for word in command[2:]:
-            if word.startswith("--") and group.context_settings.get("ignore_unknown_options") is not True:
+            if (
+                word.startswith("--")
+                and group.context_settings.get("ignore_unknown_options") is not True
+            ):
                 assert word in options, f"{name}: `{word}` is not an option of biaslab {command[1]}"
         checked += 1
     assert checked >= 3, "the api, migrate and worker services run biaslab commands"

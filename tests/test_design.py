@@ -62,8 +62,9 @@ def test_out_of_range_rejected(changes, location):
 
 
 def test_repeated_counts_rejected():
-    with pytest.raises(ValidationError, match="repeat a value"):
+    with pytest.raises(ValidationError, match="repeat a value") as caught:
         StudyCreate.model_validate(example(dataset={"counts": [2, 2]}))
+    assert caught.value.errors()[0]["loc"] == ("dataset", "dots", "counts")
 
 
 def test_weights_length_must_match():
@@ -72,8 +73,11 @@ def test_weights_length_must_match():
 
 
 def test_snapshot_every_within_steps():
-    with pytest.raises(ValidationError, match="snapshot_every 500 is larger than steps 100"):
+    with pytest.raises(
+        ValidationError, match="snapshot_every 500 is larger than steps 100"
+    ) as caught:
         StudyCreate.model_validate(example(training={"steps": 100, "snapshot_every": 500}))
+    assert caught.value.errors()[0]["loc"] == ("training", "snapshot_every")
 
 
 def test_unknown_field_rejected():

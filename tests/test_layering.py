@@ -1,4 +1,4 @@
-"""Dependencies point inward: the core imports neither backend nor worker; the API never loads torch."""
+"""Dependencies point inward: the core never imports backend or worker; the API skips torch."""
 
 from __future__ import annotations
 

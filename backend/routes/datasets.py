@@ -21,7 +21,9 @@ PREVIEW_COLUMNS = 4
 @router.post(
     "/preview",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}, "description": "A 4x4 grid of training images."}},
+    responses={
+        200: {"content": {"image/png": {}}, "description": "A 4x4 grid of training images."}
+    },
 )
 def preview(
     dataset: Annotated[Dataset, Body()],

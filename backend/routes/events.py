@@ -66,7 +66,9 @@ async def study_events(
     study_id: int,
     request: Request,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
-    after: Annotated[int | None, Query(ge=0, description="Send events with a larger id only.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="Send events with a larger id only.")
+    ] = None,
 ) -> StreamingResponse:
     """Stream the study's events; a reconnect with Last-Event-ID resumes after that event."""
     # No session dependency here: it would hold a database connection for the stream's lifetime.
@@ -97,4 +99,3 @@ async def study_events(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-

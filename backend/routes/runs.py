@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
 from backend.deps import RunDep, SessionDep, SettingsDep
 from backend.figures import counts_figure, finite_or_none, loss_figure
@@ -19,7 +20,6 @@ from backend.schemas import (
 from biaslab.analysis.histogram import FeatureHistogram
 from biaslab.store.models import Run, Snapshot
 from biaslab.store.studies import get_snapshot, list_metrics, list_snapshots, request_cancel
-from sqlalchemy.orm import Session
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -39,7 +39,9 @@ def metrics_public(session: Session, run_id: int, upto_step: int | None = None) 
         by_step.setdefault(metric.step, {})[metric.name] = finite_or_none(metric.value)
         names.add(metric.name)
     steps = sorted(by_step)
-    series = {name: [by_step[step].get(name) for step in steps] for name in sorted(names)}
+    # The total loss first, then its terms, so colours read the same in every chart.
+    ordered = sorted(names, key=lambda name: (name != "loss", name))
+    series = {name: [by_step[step].get(name) for step in steps] for name in ordered}
     return MetricsPublic(run_id=run_id, steps=steps, series=series)
 
 
@@ -90,11 +92,15 @@ def figures(
 def sample_grid(run: RunDep, step: int, session: SessionDep, settings: SettingsDep) -> FileResponse:
     snapshot = get_snapshot(session, run.id, step)
     if snapshot is None or snapshot.grid_path is None:
-        raise HTTPException(status_code=404, detail=f"run {run.id} has no sample grid at step {step}")
+        raise HTTPException(
+            status_code=404, detail=f"run {run.id} has no sample grid at step {step}"
+        )
     root = settings.resolved_artifact_dir
     path = (root / snapshot.grid_path).resolve()
     if not path.is_relative_to(root) or not path.is_file():
-        raise HTTPException(status_code=404, detail=f"sample grid of run {run.id} at step {step} is missing")
+        raise HTTPException(
+            status_code=404, detail=f"sample grid of run {run.id} at step {step} is missing"
+        )
     return FileResponse(path, media_type="image/png")
 
 

@@ -9,7 +9,12 @@ from fastapi import APIRouter, Query, status
 from backend.deps import QueueDep, SessionDep, StudyDep
 from backend.schemas import StudiesPublic, StudyCreated, StudyPublic
 from biaslab.design import StudyCreate
-from biaslab.store.studies import create_study, latest_snapshot_steps, list_studies
+from biaslab.store.studies import (
+    create_study,
+    last_event_id,
+    latest_snapshot_steps,
+    list_studies,
+)
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
@@ -41,4 +46,4 @@ def list_all(
 @router.get("/{study_id}")
 def read(study: StudyDep, session: SessionDep) -> StudyPublic:
     latest = latest_snapshot_steps(session, [run.id for run in study.runs])
-    return StudyPublic.from_row(study, latest)
+    return StudyPublic.from_row(study, latest, last_event_id(session, study.id))

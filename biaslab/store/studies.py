@@ -91,14 +91,16 @@ def request_cancel(session: Session, run: Run) -> bool:
         update(Run)
         .where(Run.id == run.id, Run.status == RunStatus.queued)
         .values(status=RunStatus.cancelled, cancel_requested=True, finished_at=utcnow())
-    ).rowcount
-    if not cancelled_now:
+        .returning(Run.id)
+    ).scalar_one_or_none()
+    if cancelled_now is None:
         flagged = session.execute(
             update(Run)
             .where(Run.id == run.id, Run.status == RunStatus.running)
             .values(cancel_requested=True)
-        ).rowcount
-        if not flagged:
+            .returning(Run.id)
+        ).scalar_one_or_none()
+        if flagged is None:
             session.refresh(run)
             return False
     session.refresh(run)
@@ -106,10 +108,18 @@ def request_cancel(session: Session, run: Run) -> bool:
     return True
 
 
-def events_after(session: Session, study_id: int, after_id: int, limit: int = 200) -> Sequence[Event]:
+def events_after(
+    session: Session, study_id: int, after_id: int, limit: int = 200
+) -> Sequence[Event]:
     return session.scalars(
         select(Event)
         .where(Event.study_id == study_id, Event.id > after_id)
         .order_by(Event.id)
         .limit(limit)
     ).all()
+
+
+def last_event_id(session: Session, study_id: int) -> int:
+    """Return the id of the study's newest event, 0 when it has none."""
+    newest = session.scalar(select(func.max(Event.id)).where(Event.study_id == study_id))
+    return newest or 0

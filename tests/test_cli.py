@@ -1,0 +1,53 @@
+"""The `biaslab` command as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+from tests.server import running_lab
+
+STOP_SECONDS = 30
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_serve_stops_embedded_worker(tmp_path):
+    with running_lab(tmp_path, worker=True):
+        time.sleep(1)
+    log = (tmp_path / "serve.log").read_text()
+    started = re.search(r"embedded worker started as process (\d+)", log)
+    assert started, f"serve did not log the worker's process id:\n{log}"
+    worker_pid = int(started.group(1))
+    deadline = time.monotonic() + STOP_SECONDS
+    while process_alive(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not process_alive(worker_pid), "the embedded worker outlived `biaslab serve`"
+
+
+def test_serve_prints_url(tmp_path):
+    with running_lab(tmp_path, worker=False) as base_url:
+        pass
+    assert f"biaslab is serving on {base_url}/" in (tmp_path / "serve.log").read_text()
+
+
+def test_db_upgrade_reports_current(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "db", "upgrade", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "database schema is up to date" in result.stdout
+    assert (tmp_path / "biaslab.sqlite").is_file()

@@ -1,0 +1,111 @@
+"""Training callbacks that write a run's results through the store as the loop reports them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from biaslab.analysis.histogram import FeatureHistogram
+from biaslab.store.db import session_scope
+from biaslab.store.runs import add_metrics, add_snapshot, heartbeat, save_training_histograms
+from biaslab.training.callbacks import SnapshotData
+
+
+def grid_relative_path(run_id: int, step: int) -> Path:
+    """Return where a snapshot's sample grid goes, relative to the artifact folder."""
+    return Path("runs") / str(run_id) / f"step_{step:07d}.png"
+
+
+class StoreCallbacks:
+    """Write one run's histograms, metrics and snapshots, and renew its lease while it trains.
+
+    `should_stop` runs after every step, so it reaches the database at most once
+    every `heartbeat_seconds`. It also stops the run at once when
+    `shutdown_requested` returns True; `stopped_for_shutdown` then tells the
+    caller to release the run rather than end it.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        run_id: int,
+        owner: str,
+        steps: int,
+        artifact_dir: Path,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+        log: logging.LoggerAdapter[logging.Logger],
+        shutdown_requested: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self._run_id = run_id
+        self._owner = owner
+        self._steps = steps
+        self._artifact_dir = artifact_dir
+        self._lease_seconds = lease_seconds
+        self._heartbeat_seconds = heartbeat_seconds
+        self._log = log
+        self._shutdown_requested = shutdown_requested
+        self._clock = clock
+        self.stopped_for_shutdown = False
+        # The claim set the lease just now, so the first heartbeat can wait.
+        self._last_heartbeat = clock()
+
+    def on_start(self, training_histograms: dict[str, FeatureHistogram], device: str) -> None:
+        with session_scope(self._sessions) as session:
+            save_training_histograms(session, self._run_id, training_histograms)
+        self._log.info("training histograms stored; training on %s", device)
+
+    def on_metrics(self, step: int, losses: dict[str, float]) -> None:
+        with session_scope(self._sessions) as session:
+            add_metrics(session, self._run_id, step, losses)
+
+    def on_snapshot(self, snapshot: SnapshotData) -> None:
+        relative = grid_relative_path(self._run_id, snapshot.step)
+        self._write_grid(relative, snapshot.grid_png)
+        with session_scope(self._sessions) as session:
+            add_snapshot(
+                session,
+                self._run_id,
+                snapshot.step,
+                snapshot.histograms,
+                snapshot.losses,
+                relative.as_posix(),
+            )
+        self._log.info("snapshot at step %d stored", snapshot.step)
+
+    def should_stop(self, step: int) -> bool:
+        if self._shutdown_requested():
+            self._log.info("worker is shutting down; stopping after step %d", step)
+            self.stopped_for_shutdown = True
+            return True
+
+        now = self._clock()
+        if now - self._last_heartbeat < self._heartbeat_seconds:
+            return False
+        self._last_heartbeat = now
+        try:
+            with session_scope(self._sessions) as session:
+                return heartbeat(
+                    session, self._run_id, self._owner, step, self._steps, self._lease_seconds
+                )
+        except OperationalError:
+            # A busy or briefly unreachable database: keep training, because the
+            # lease outlives several missed heartbeats. The next one tries again.
+            self._log.warning("heartbeat at step %d failed; retrying later", step, exc_info=True)
+            return False
+
+    def _write_grid(self, relative: Path, png: bytes) -> None:
+        # Written beside the target and renamed, so a reader never sees half a file.
+        path = self._artifact_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".png.partial")
+        partial.write_bytes(png)
+        os.replace(partial, path)

@@ -1,0 +1,251 @@
+"""The Celery task that trains one run: claim it, train it, record how it ended.
+
+Torch and the training loop are imported inside the worker's pool processes,
+after fork, so the main process never touches CUDA.
+
+A warm shutdown (SIGTERM) waits for running tasks, which for a training run
+takes hours. So the main process raises a flag in shared memory when shutdown
+starts, each training stops after its current step, and its run goes back to
+queued for the next worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import socket
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery, Task
+from celery.exceptions import Reject
+from celery.signals import worker_process_init, worker_shutting_down
+from kombu.exceptions import KombuError
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from biaslab.design import RunSpec
+from biaslab.queue import TRAIN_RUN_TASK
+from biaslab.settings import Settings
+from biaslab.store.db import make_engine, make_sessionmaker, session_scope
+from biaslab.store.models import RunStatus
+from biaslab.store.runs import claim_run, finish_run, release_run
+from worker.store_callbacks import StoreCallbacks
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+# The error shown to the user is one line of at most this many characters;
+# the full traceback goes to the worker's log.
+ERROR_MAX_CHARS = 500
+
+
+class RunLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefix every line with the run and study ids."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = self.extra or {}
+        return f"run {extra['run_id']} study {extra['study_id']}: {msg}", kwargs
+
+
+@dataclass(frozen=True)
+class ProcessResources:
+    """Resources that one pool process builds once and keeps for all the runs it trains."""
+
+    pid: int
+    sessions: sessionmaker[Session]
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """The end of one training attempt; status queued means the run was released unfinished."""
+
+    status: RunStatus
+    error: str | None = None
+    step: int | None = None
+
+
+class RunTrainer:
+    """Train runs in one worker process, building the engine and device after fork."""
+
+    def __init__(self, settings: Settings, shutdown_requested: Callable[[], bool]) -> None:
+        self._settings = settings
+        self._shutdown_requested = shutdown_requested
+        self._resources: ProcessResources | None = None
+
+    def resources(self) -> ProcessResources:
+        # A forked child inherits the parent's object, so a new pid builds its own.
+        if self._resources is None or self._resources.pid != os.getpid():
+            self._resources = self._build_resources()
+        return self._resources
+
+    def _build_resources(self) -> ProcessResources:
+        from biaslab.training.device import select_device, set_torch_threads
+
+        set_torch_threads(self._settings.torch_threads)
+        device = select_device(self._settings.device)
+        engine = make_engine(self._settings.resolved_database_url)
+        logger.info("pool process %d ready: device %s", os.getpid(), device)
+        return ProcessResources(pid=os.getpid(), sessions=make_sessionmaker(engine), device=device)
+
+    def train(self, run_id: int, owner: str) -> bool:
+        """Claim and train run `run_id` under the lease `owner`, then record how it ended.
+
+        Returns True when the run went back to queued because the worker is shutting down.
+        """
+        resources = self.resources()
+        with session_scope(resources.sessions) as session:
+            run = claim_run(
+                session,
+                run_id,
+                owner,
+                self._settings.lease_seconds,
+                str(resources.device),
+                socket.gethostname(),
+            )
+            claimed = None if run is None else (run.study_id, run.spec, run.cancel_requested)
+        if claimed is None:
+            logger.info(
+                "run %s: not claimed (running under a live lease, ended or missing); "
+                "message ignored",
+                run_id,
+            )
+            return False
+
+        study_id, spec_json, cancel_requested = claimed
+        log = RunLog(logger, {"run_id": run_id, "study_id": study_id})
+        log.info("claimed by %s on %s", owner, resources.device)
+        if cancel_requested:
+            outcome = RunOutcome(RunStatus.cancelled, step=0)
+        else:
+            outcome = self._train_spec(run_id, owner, spec_json, resources, log)
+        recorded = self._record_outcome(resources, run_id, owner, outcome, log)
+        return recorded and outcome.status is RunStatus.queued
+
+    def _train_spec(
+        self,
+        run_id: int,
+        owner: str,
+        spec_json: dict[str, Any],
+        resources: ProcessResources,
+        log: RunLog,
+    ) -> RunOutcome:
+        try:
+            spec = RunSpec.model_validate(spec_json)
+        except ValidationError as error:
+            log.error("stored spec is invalid: %s", error)
+            return RunOutcome(RunStatus.failed, error=f"invalid run spec: {_one_line(error)}")
+
+        callbacks = StoreCallbacks(
+            resources.sessions,
+            run_id,
+            owner,
+            spec.training.steps,
+            self._settings.resolved_artifact_dir,
+            self._settings.lease_seconds,
+            self._settings.heartbeat_seconds,
+            log,
+            shutdown_requested=self._shutdown_requested,
+        )
+        try:
+            from biaslab.training.loop import train
+
+            result = train(spec, callbacks, resources.device)
+        except Exception as error:  # any failure of the model or data ends the run as failed
+            log.exception("training failed")
+            return RunOutcome(RunStatus.failed, error=_one_line(error))
+        if callbacks.stopped_for_shutdown:
+            return RunOutcome(RunStatus.queued, step=result.step)
+        status = RunStatus.cancelled if result.stopped else RunStatus.succeeded
+        return RunOutcome(status, step=result.step)
+
+    def _record_outcome(
+        self, resources: ProcessResources, run_id: int, owner: str, outcome: RunOutcome, log: RunLog
+    ) -> bool:
+        try:
+            with session_scope(resources.sessions) as session:
+                if outcome.status is RunStatus.queued:
+                    recorded = release_run(session, run_id, owner)
+                else:
+                    recorded = finish_run(
+                        session,
+                        run_id,
+                        owner,
+                        outcome.status,
+                        error=outcome.error,
+                        step=outcome.step,
+                    )
+        except SQLAlchemyError:
+            log.exception(
+                "recording %s failed; the run is sent again once its lease expires",
+                outcome.status.value,
+            )
+            return False
+        ended = "queued again" if outcome.status is RunStatus.queued else outcome.status.value
+        if recorded and outcome.step is None:
+            log.info("%s", ended)
+        elif recorded:
+            log.info("%s at step %d", ended, outcome.step)
+        else:
+            log.warning("recording %s rejected: lease %s was lost to another worker", ended, owner)
+        return recorded
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    if len(text) > ERROR_MAX_CHARS:
+        text = text[: ERROR_MAX_CHARS - 3] + "..."
+    return text
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    """Register the train-run task on `app`, bound to `settings`, and the shutdown flag."""
+    # Shared memory made before the pool forks: the main process sets it, the
+    # pool processes read it after every step. A plain byte needs no lock
+    # that a signal handler could wait on.
+    shutdown_flag = multiprocessing.RawValue("b", 0)
+    trainer = RunTrainer(settings, shutdown_requested=lambda: bool(shutdown_flag.value))
+
+    @app.task(name=TRAIN_RUN_TASK, bind=True)
+    def train_run(task: Task, run_id: int) -> None:
+        if shutdown_flag.value:
+            # The consumer may still deliver for a moment after shutdown starts;
+            # Celery logs the rejection with the run id in the task's arguments.
+            raise Reject("worker is shutting down", requeue=True)
+
+        owner = f"{socket.gethostname()}:{os.getpid()}:{task.request.id}"
+        if trainer.train(run_id, owner):
+            # This message is acknowledged when the task returns, so the
+            # released run needs a new one on the queue it came from.
+            delivery = task.request.delivery_info or {}
+            queue = delivery.get("routing_key") or app.conf.task_default_queue
+            try:
+                app.send_task(TRAIN_RUN_TASK, args=[run_id], queue=queue)
+            except KombuError:
+                logger.warning(
+                    "run %s: sending it again failed; the sweep sends it later",
+                    run_id,
+                    exc_info=True,
+                )
+
+    def prepare_process(**_: Any) -> None:
+        # Import torch and pick the device when the pool process starts, not
+        # when its first run arrives. A failure here is retried by that run.
+        try:
+            trainer.resources()
+        except RuntimeError:
+            logger.exception("pool process %d could not prepare its device", os.getpid())
+
+    def flag_shutdown(**_: Any) -> None:
+        shutdown_flag.value = 1
+
+    worker_process_init.connect(prepare_process, weak=False)
+    worker_shutting_down.connect(flag_shutdown, weak=False)
