@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 MAX_DOTS = 16
 
@@ -36,7 +43,8 @@ class DotsDataset(_Strict):
     training_images: int | None = Field(
         default=None,
         ge=64,
-        le=200_000,
+        # A fixed set is held in memory as float32: 50,000 images of 64x64 take 2.4 GB.
+        le=50_000,
         description="Size of a fixed training set; fresh images every step when unset.",
     )
 
@@ -59,6 +67,25 @@ class DotsDataset(_Strict):
                 "give one weight per count"
             )
         return weights
+
+    @model_validator(mode="after")
+    def _dots_fit_and_can_be_counted(self) -> DotsDataset:
+        # Imported here because the renderer and the probe import this module.
+        from biaslab.datasets.dots import check_counts_fit
+        from biaslab.probes.count import MIN_RADIUS_PIXELS
+
+        radius_pixels = self.dot_radius * self.image_size
+        if radius_pixels < MIN_RADIUS_PIXELS:
+            smallest = MIN_RADIUS_PIXELS / self.image_size
+            raise ValueError(
+                f"dot_radius {self.dot_radius:g} is {radius_pixels:.2f} px at image_size "
+                f"{self.image_size}; the dot counter needs at least {MIN_RADIUS_PIXELS} px, "
+                f"so use a dot_radius of at least {smallest:.3f} or a larger image_size"
+            )
+        check_counts_fit(
+            counts=self.counts, image_size=self.image_size, dot_radius=self.dot_radius
+        )
+        return self
 
     def count_probabilities(self) -> list[float]:
         weights = self.weights or [1.0] * len(self.counts)

@@ -84,3 +84,22 @@ def test_unknown_field_rejected():
     with pytest.raises(ValidationError) as caught:
         StudyCreate.model_validate(example(model={"depth": 3}))
     assert caught.value.errors()[0]["type"] == "extra_forbidden"
+
+
+def test_counts_that_do_not_fit_rejected():
+    with pytest.raises(ValidationError, match="at most 6 dots fit") as caught:
+        StudyCreate.model_validate(
+            example(dataset={"image_size": 64, "counts": [2, 16], "dot_radius": 0.15})
+        )
+    assert caught.value.errors()[0]["loc"] == ("dataset", "dots")
+
+
+def test_radius_too_small_to_count_rejected():
+    with pytest.raises(ValidationError, match="needs at least 2.5 px") as caught:
+        StudyCreate.model_validate(example(dataset={"image_size": 32, "dot_radius": 0.05}))
+    assert "larger image_size" in str(caught.value)
+
+
+def test_small_radius_allowed_at_64():
+    study = StudyCreate.model_validate(example(dataset={"image_size": 64, "dot_radius": 0.05}))
+    assert study.dataset.dot_radius == 0.05

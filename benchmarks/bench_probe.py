@@ -1,0 +1,121 @@
+"""The dot-count probe: speed, and exact-count accuracy on rendered and blurred images.
+
+Run: python benchmarks/bench_probe.py [--images 10000] [--speed-images 8192]
+
+Speed: count_dots on 64x64 and 32x32 renders of 1-12 dots with noise 0.03, float and uint8
+input, the best of several passes. Accuracy: the share of images whose count is exact,
+unrecognized, or wrong, on fresh renders of 1-12 dots (fewer where 12 do not fit) for each
+image size, noise and radius. Blurred renders show what becomes of blurry samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+from scipy import ndimage
+
+from biaslab.analysis.histogram import UNRECOGNIZED
+from biaslab.datasets.dots import largest_count_that_fits, render_counts
+from biaslab.images import to_uint8
+from biaslab.probes.count import count_dots
+
+DEFAULT_RADIUS = 0.08
+MAX_COUNT = 12
+
+
+def images_per_second(images: np.ndarray, repeats: int) -> float:
+    count_dots(images[:64], DEFAULT_RADIUS)  # warm up
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        count_dots(images, DEFAULT_RADIUS)
+        best = max(best, images.shape[0] / (time.perf_counter() - start))
+    return best
+
+
+def outcome_shares(found: np.ndarray, counts: np.ndarray) -> tuple[float, float, float, float]:
+    """Return the shares of exact, unrecognized, too low and too high counts."""
+    recognized = found != UNRECOGNIZED
+    return (
+        float((found == counts).mean()),
+        float((~recognized).mean()),
+        float((recognized & (found < counts)).mean()),
+        float((found > counts).mean()),
+    )
+
+
+def print_row(label: str, shares: tuple[float, float, float, float]) -> None:
+    exact, unrecognized, low, high = shares
+    print(
+        f"| {label} | {100 * exact:.2f}% | {100 * unrecognized:.2f}% | "
+        f"{100 * low:.2f}% | {100 * high:.2f}% |"
+    )
+
+
+def accuracy_tables(n: int) -> None:
+    rng = np.random.default_rng(2024)
+    header = "| exact | unrecognized | too low | too high |"
+    print(f"\nExact-count accuracy, {n:,} renders per row, 1-{MAX_COUNT} dots uniform\n")
+    print(f"| image size, noise, radius, counts {header}")
+    print("| --- | --- | --- | --- | --- |")
+    for radius in (DEFAULT_RADIUS, 0.04, 0.06, 0.10, 0.12, 0.15):
+        for size in (32, 64):
+            top = min(MAX_COUNT, largest_count_that_fits(image_size=size, dot_radius=radius))
+            for noise in (0.0, 0.03):
+                counts = rng.integers(1, top + 1, n)
+                images = render_counts(
+                    counts, image_size=size, dot_radius=radius, noise=noise, rng=rng
+                )
+                shares = outcome_shares(count_dots(images, radius), counts)
+                print_row(f"{size}x{size}, {noise}, {radius}, 1-{top}", shares)
+
+    print(f"\nGaussian-blurred renders (noise 0), {n // 4:,} per row, 1-6 dots\n")
+    print(f"| image size, radius, blur sigma in pixels {header}")
+    print("| --- | --- | --- | --- | --- |")
+    for size in (32, 64):
+        for sigma in (0.5, 1.0, 1.5, 2.0):
+            counts = rng.integers(1, 7, n // 4)
+            images = render_counts(counts, image_size=size, dot_radius=0.1, noise=0.0, rng=rng)
+            scaled_sigma = sigma * size / 32
+            blurred = ndimage.gaussian_filter(images, sigma=(0, scaled_sigma, scaled_sigma, 0))
+            shares = outcome_shares(count_dots(blurred, 0.1), counts)
+            print_row(f"{size}x{size}, 0.1, {scaled_sigma:g}", shares)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--images", type=int, default=10_000, help="renders per accuracy row; 0 skips the tables"
+    )
+    parser.add_argument("--speed-images", type=int, default=8192, help="images per speed pass")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="number of speed passes; the fastest is reported"
+    )
+    arguments = parser.parse_args()
+
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"numpy {np.__version__}, load average {os.getloadavg()[0]:.2f}"
+    )
+    rng = np.random.default_rng(7)
+    for size in (64, 32):
+        counts = rng.integers(1, MAX_COUNT + 1, arguments.speed_images)
+        images = render_counts(
+            counts, image_size=size, dot_radius=DEFAULT_RADIUS, noise=0.03, rng=rng
+        )
+        as_float = images_per_second(images, arguments.repeats)
+        as_uint8 = images_per_second(to_uint8(images), arguments.repeats)
+        print(
+            f"count_dots {size}x{size}: {as_float:,.0f} images/s (float32), "
+            f"{as_uint8:,.0f} images/s (uint8)"
+        )
+    if arguments.images > 0:
+        accuracy_tables(arguments.images)
+
+
+if __name__ == "__main__":
+    main()

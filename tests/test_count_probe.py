@@ -1,0 +1,200 @@
+"""The dot-count probe: accuracy on rendered images, and UNRECOGNIZED for what is not dots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from biaslab.analysis.histogram import UNRECOGNIZED
+from biaslab.datasets.dots import render_counts
+from biaslab.images import to_uint8
+from biaslab.probes.count import count_dots
+
+RADIUS = 0.08
+ACCURACY_IMAGES = 2000
+
+
+def paint_disk(
+    image: np.ndarray, centre: tuple[float, float], radius: float, colour: tuple[float, ...]
+) -> None:
+    """Paint an anti-aliased disk (radius in pixels) into a float image (H, W, 3) in place."""
+    height, width, _ = image.shape
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    distance = np.hypot(ys - centre[0], xs - centre[1])
+    coverage = np.clip(radius + 0.5 - distance, 0.0, 1.0)[..., None]
+    image[:] = image * (1 - coverage) + np.asarray(colour) * coverage
+
+
+def white(size: int = 64) -> np.ndarray:
+    return np.ones((size, size, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize("image_size", [32, 64])
+@pytest.mark.parametrize("noise", [0.0, 0.03])
+def test_exact_count_accuracy_on_renders(image_size, noise):
+    rng = np.random.default_rng(100 + image_size + int(noise * 100))
+    counts = rng.integers(1, 13, ACCURACY_IMAGES)
+    images = render_counts(counts, image_size=image_size, dot_radius=RADIUS, noise=noise, rng=rng)
+    found = count_dots(images, RADIUS)
+    accuracy = (found == counts).mean()
+    unrecognized = (found == UNRECOGNIZED).mean()
+    wrong = ((found != counts) & (found != UNRECOGNIZED)).mean()
+    assert accuracy >= 0.995, (
+        f"{image_size}x{image_size}, noise {noise}: {accuracy:.4f} exact "
+        f"({unrecognized:.4f} unrecognized, {wrong:.4f} miscounted) on 1-12 dots"
+    )
+
+
+def test_counts_match_per_count_on_64px_renders():
+    counts = np.arange(1, 17).repeat(20)
+    rng = np.random.default_rng(7)
+    images = render_counts(counts, image_size=64, dot_radius=RADIUS, noise=0.03, rng=rng)
+    found = count_dots(images, RADIUS)
+    for count in range(1, 17):
+        exact = (found[counts == count] == count).mean()
+        assert exact >= 0.95, f"{count} dots: only {exact:.2f} counted exactly"
+
+
+def test_returns_int64_per_image():
+    images = render_counts(
+        np.array([1, 2, 3]),
+        image_size=32,
+        dot_radius=RADIUS,
+        noise=0.0,
+        rng=np.random.default_rng(0),
+    )
+    found = count_dots(images, RADIUS)
+    assert found.dtype == np.int64, f"dtype {found.dtype}"
+    assert found.shape == (3,), f"shape {found.shape}"
+
+
+def test_uint8_input_counts_like_float_input():
+    rng = np.random.default_rng(1)
+    counts = rng.integers(1, 13, 300)
+    images = render_counts(counts, image_size=64, dot_radius=RADIUS, noise=0.03, rng=rng)
+    from_float = count_dots(images, RADIUS)
+    from_uint8 = count_dots(to_uint8(images), RADIUS)
+    assert np.array_equal(from_float, from_uint8), "uint8 and float inputs disagree"
+
+
+def test_each_image_counted_independently_of_the_batch():
+    rng = np.random.default_rng(2)
+    counts = np.array([0, 3, 0, 0, 7, 1, 0, 12] * 20)
+    images = render_counts(counts, image_size=32, dot_radius=RADIUS, noise=0.03, rng=rng)
+    batch = count_dots(images, RADIUS)
+    one_by_one = np.array([count_dots(image[None], RADIUS)[0] for image in images])
+    assert np.array_equal(batch, one_by_one), "an image's count depends on its neighbours"
+    assert (batch[counts == 0] == UNRECOGNIZED).all(), "images without dots must be unrecognized"
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.03])
+def test_empty_image_is_unrecognized(noise):
+    rng = np.random.default_rng(3)
+    images = render_counts(
+        np.zeros(4, dtype=np.int64), image_size=64, dot_radius=RADIUS, noise=noise, rng=rng
+    )
+    assert (count_dots(images, RADIUS) == UNRECOGNIZED).all(), "a blank image got a count"
+
+
+def test_single_and_separate_drawn_dots_are_counted():
+    radius = RADIUS * 64
+    one_dot, two_dots = white(), white()
+    paint_disk(one_dot, (20, 20), radius, (0.2, 0.4, 0.6))
+    paint_disk(two_dots, (20, 20), radius, (0.2, 0.4, 0.6))
+    paint_disk(two_dots, (40, 45), radius, (0.8, 0.1, 0.3))
+    found = count_dots(np.stack([one_dot, two_dots]), RADIUS)
+    assert found[0] == 1, f"one dot counted as {found[0]}"
+    assert found[1] == 2, f"two separate dots counted as {found[1]}"
+
+
+def test_touching_dots_of_different_colours_count_as_two():
+    radius = RADIUS * 64
+    image = white()
+    paint_disk(image, (32, 20), radius, (0.1, 0.5, 0.3))
+    paint_disk(image, (32, 20 + 2.15 * radius), radius, (0.7, 0.2, 0.6))
+    assert count_dots(image[None], RADIUS)[0] == 2, "touching dots were not separated"
+
+
+@pytest.mark.parametrize("distance_in_radii", [0.7, 1.0, 1.4])
+@pytest.mark.parametrize("image_size", [32, 64])
+def test_merged_pair_is_unrecognized(distance_in_radii, image_size):
+    radius = RADIUS * image_size
+    image = white(image_size)
+    left = image_size / 3
+    paint_disk(image, (image_size / 2, left), radius, (0.3, 0.3, 0.5))
+    paint_disk(image, (image_size / 2, left + distance_in_radii * radius), radius, (0.3, 0.3, 0.5))
+    found = count_dots(image[None], RADIUS)[0]
+    assert found == UNRECOGNIZED, f"overlapping dots {distance_in_radii} radii apart gave {found}"
+
+
+def test_merged_pair_beside_a_clean_dot_is_unrecognized():
+    radius = RADIUS * 64
+    image = white()
+    paint_disk(image, (15, 15), radius, (0.3, 0.3, 0.5))
+    paint_disk(image, (15, 20), radius, (0.3, 0.3, 0.5))
+    paint_disk(image, (45, 45), radius, (0.6, 0.1, 0.1))
+    found = count_dots(image[None], RADIUS)[0]
+    assert found == UNRECOGNIZED, f"an image with a merged pair was counted as {found}"
+
+
+def test_large_smear_is_unrecognized():
+    image = white()
+    ys, xs = np.mgrid[0:64, 0:64] + 0.5
+    # A long grey streak with soft edges, like a blurry sample: far larger than one dot.
+    streak = np.exp(-(((ys - 32) / 4) ** 2)) * ((xs > 8) & (xs < 56))
+    image -= 0.6 * streak[..., None].astype(np.float32)
+    found = count_dots(image[None], RADIUS)[0]
+    assert found == UNRECOGNIZED, f"a smear was counted as {found}"
+
+
+def test_big_blob_is_unrecognized():
+    image = white()
+    paint_disk(image, (32, 32), 3 * RADIUS * 64, (0.2, 0.2, 0.2))
+    found = count_dots(image[None], RADIUS)[0]
+    assert found == UNRECOGNIZED, f"a blob three dot radii wide was counted as {found}"
+
+
+def test_speck_beside_a_dot_is_unrecognized():
+    image = white()
+    paint_disk(image, (20, 20), RADIUS * 64, (0.2, 0.4, 0.6))
+    image[50, 50] = 0.0
+    found = count_dots(image[None], RADIUS)[0]
+    assert found == UNRECOGNIZED, f"a dot plus a one-pixel speck was counted as {found}"
+
+
+def test_blurry_and_odd_images_do_not_crash():
+    rng = np.random.default_rng(4)
+    counts = rng.integers(1, 7, 200)
+    renders = render_counts(counts, image_size=32, dot_radius=0.1, noise=0.0, rng=rng)
+    blurred = ndimage.gaussian_filter(renders, sigma=(0, 1.5, 1.5, 0))
+    ghosts = (renders[:100] + renders[100:]) / 2  # half-contrast dots, like a VAE mixing modes
+    odd = np.stack(
+        [
+            np.full((32, 32, 3), 0.7, dtype=np.float32),
+            rng.random((32, 32, 3), dtype=np.float32),
+            np.full((32, 32, 3), np.nan, dtype=np.float32),
+            np.zeros((32, 32, 3), dtype=np.float32),
+        ]
+    )
+    for name, images in (("blurred", blurred), ("ghosts", ghosts), ("odd", odd)):
+        found = count_dots(images, 0.1)
+        valid = (found == UNRECOGNIZED) | ((found >= 1) & (found <= 40))
+        assert valid.all(), f"{name}: invalid results {found[~valid]}"
+    strongly_blurred = count_dots(blurred, 0.1)
+    over = (strongly_blurred > counts).mean()
+    assert over < 0.01, f"{over:.3f} of blurred images were over-counted"
+    assert (count_dots(odd, 0.1) == UNRECOGNIZED).all(), "grey, random, NaN or black got a count"
+
+
+@pytest.mark.parametrize(
+    ("images", "radius", "message"),
+    [
+        (np.ones((2, 32, 32)), RADIUS, r"shape \(N, H, W, 3\)"),
+        (np.ones((2, 32, 32, 4)), RADIUS, r"shape \(N, H, W, 3\)"),
+        (np.ones((2, 32, 32, 3)), 0.0, r"dot_radius must lie in \(0, 0.5\)"),
+    ],
+)
+def test_rejects_invalid_arguments(images, radius, message):
+    with pytest.raises(ValueError, match=message):
+        count_dots(images, radius)

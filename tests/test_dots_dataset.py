@@ -1,0 +1,272 @@
+"""The dots renderer and training set: shapes, determinism, true counts, spacing, weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from biaslab.datasets.dots import (
+    MAX_CHANNEL,
+    MIN_CENTRE_DISTANCE,
+    DotsTrainingSet,
+    check_counts_fit,
+    largest_count_that_fits,
+    place_dots,
+    render_counts,
+    render_dots,
+)
+from biaslab.design import DotsDataset
+
+
+def interior_colours(image: np.ndarray) -> dict[tuple[float, ...], np.ndarray]:
+    """Map each dot colour in a noise-free render to the (y, x) of its interior pixels.
+
+    Interior pixels are fully covered by one dot, so they have exactly its colour and equal
+    their four neighbours. Rim pixels blend with white and differ from their neighbours.
+    """
+    height, width, _ = image.shape
+    padded = np.pad(image, ((1, 1), (1, 1), (0, 0)), constant_values=1.0)
+    centre = padded[1:-1, 1:-1]
+    same = np.ones((height, width), dtype=bool)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        neighbour = padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+        same &= (neighbour == centre).all(axis=2)
+    same &= (centre < 1.0).any(axis=2)
+    regions: dict[tuple[float, ...], list[tuple[int, int]]] = {}
+    for y, x in zip(*np.nonzero(same), strict=True):
+        regions.setdefault(tuple(image[y, x].tolist()), []).append((y, x))
+    return {colour: np.array(pixels) for colour, pixels in regions.items()}
+
+
+@pytest.mark.parametrize("image_size", [32, 64])
+def test_render_shape_dtype_and_range(image_size):
+    counts = np.array([0, 1, 5, 16])
+    images = render_counts(
+        counts, image_size=image_size, dot_radius=0.08, noise=0.03, rng=np.random.default_rng(0)
+    )
+    assert images.shape == (4, image_size, image_size, 3), f"shape {images.shape}"
+    assert images.dtype == np.float32, f"dtype {images.dtype}"
+    assert images.min() >= 0.0, f"minimum {images.min()} is below 0"
+    assert images.max() <= 1.0, f"maximum {images.max()} is above 1"
+    assert np.median(images[0]) > 0.95, "an image without dots should be a white background"
+
+
+def test_render_dots_returns_int64_counts_from_design():
+    design = DotsDataset(counts=[2, 7], image_size=32)
+    batch = render_dots(design, 50, np.random.default_rng(0))
+    assert batch.counts.dtype == np.int64, f"counts dtype {batch.counts.dtype}"
+    assert batch.counts.shape == (50,), f"counts shape {batch.counts.shape}"
+    assert set(batch.counts.tolist()) == {2, 7}, f"counts drawn {set(batch.counts.tolist())}"
+    assert batch.images.shape == (50, 32, 32, 3), f"images shape {batch.images.shape}"
+
+
+def test_same_seed_gives_same_images():
+    design = DotsDataset(counts=[1, 4, 9], image_size=64, noise=0.03)
+    first = render_dots(design, 300, np.random.default_rng(42))
+    second = render_dots(design, 300, np.random.default_rng(42))
+    other = render_dots(design, 300, np.random.default_rng(43))
+    assert np.array_equal(first.counts, second.counts), "counts differ for the same seed"
+    assert np.array_equal(first.images, second.images), "images differ for the same seed"
+    assert not np.array_equal(first.images, other.images), "another seed gave the same images"
+
+
+@pytest.mark.parametrize("image_size", [32, 64])
+def test_true_counts_equal_dots_drawn(image_size):
+    counts = np.arange(1, 17).repeat(4)
+    images = render_counts(
+        counts, image_size=image_size, dot_radius=0.08, noise=0.0, rng=np.random.default_rng(1)
+    )
+    for index, (image, count) in enumerate(zip(images, counts, strict=True)):
+        found = len(interior_colours(image))
+        assert found == count, f"image {index}: {found} dot colours found, {count} expected"
+
+
+def test_dot_colours_within_allowed_range():
+    images = render_counts(
+        np.full(20, 10), image_size=64, dot_radius=0.08, noise=0.0, rng=np.random.default_rng(2)
+    )
+    colours = np.array([colour for image in images for colour in interior_colours(image)])
+    assert colours.shape == (200, 3), f"found {colours.shape[0]} dot colours, expected 200"
+    assert colours.max() <= MAX_CHANNEL + 1e-6, f"a channel is {colours.max()}, above 0.9"
+    assert colours.min() >= 0.0, f"a channel is {colours.min()}, below 0"
+
+
+@pytest.mark.parametrize(("image_size", "dot_radius"), [(32, 0.08), (64, 0.08), (64, 0.09)])
+def test_placed_centres_keep_distance_and_stay_inside(image_size, dot_radius):
+    radius = dot_radius * image_size
+    centres = place_dots(
+        np.full(500, 16), image_size=image_size, radius=radius, rng=np.random.default_rng(3)
+    )
+    gaps = np.linalg.norm(centres[:, :, None] - centres[:, None, :], axis=-1)
+    gaps[:, np.arange(16), np.arange(16)] = np.inf
+    assert gaps.min() > MIN_CENTRE_DISTANCE * radius, (
+        f"two centres are {gaps.min():.3f} px apart, closer than {MIN_CENTRE_DISTANCE} radii"
+    )
+    assert centres.min() >= radius, f"a dot pokes out of the image: centre at {centres.min()}"
+    assert centres.max() <= image_size - radius, f"a dot pokes out: centre at {centres.max()}"
+
+
+def test_rendered_dots_do_not_overlap():
+    # Independent of the placement code: dot centres re-derived from the pixels.
+    image_size, dot_radius = 64, 0.08
+    radius = dot_radius * image_size
+    images = render_counts(
+        np.full(100, 12),
+        image_size=image_size,
+        dot_radius=dot_radius,
+        noise=0.0,
+        rng=np.random.default_rng(4),
+    )
+    for index, image in enumerate(images):
+        regions = interior_colours(image)
+        centroids = np.array([pixels.mean(axis=0) + 0.5 for pixels in regions.values()])
+        gaps = np.linalg.norm(centroids[:, None] - centroids[None], axis=-1)
+        np.fill_diagonal(gaps, np.inf)
+        # Interior centroids sit within half a pixel of the true centres.
+        assert gaps.min() > MIN_CENTRE_DISTANCE * radius - 1.0, (
+            f"image {index}: dot centres {gaps.min():.2f} px apart, "
+            f"less than {MIN_CENTRE_DISTANCE} radii ({MIN_CENTRE_DISTANCE * radius:.2f} px)"
+        )
+
+
+def test_count_weights_respected():
+    design = DotsDataset(counts=[1, 3, 5], weights=[1, 2, 7], image_size=32, noise=0.0)
+    batch = render_dots(design, 4000, np.random.default_rng(5))
+    observed = np.array([(batch.counts == count).sum() for count in design.counts])
+    expected = 4000 * np.array(design.count_probabilities())
+    statistic, p_value = stats.chisquare(observed, expected)
+    assert p_value > 1e-3, f"counts {observed} do not follow weights (expected {expected})"
+
+
+def test_noise_reflects_instead_of_clipping():
+    sigma = 0.03
+    images = render_counts(
+        np.zeros(50, dtype=np.int64),
+        image_size=64,
+        dot_radius=0.08,
+        noise=sigma,
+        rng=np.random.default_rng(6),
+    )
+    # Reflected at 1, white plus noise is 1 - |noise|, whose mean is 1 - sigma * sqrt(2 / pi).
+    expected_mean = 1 - sigma * np.sqrt(2 / np.pi)
+    assert abs(images.mean() - expected_mean) < 1e-3, (
+        f"background mean {images.mean():.4f}, expected {expected_mean:.4f}"
+    )
+    assert (images == 1.0).mean() < 1e-3, "many pixels are exactly 1: noise was clipped"
+    expected_std = sigma * np.sqrt(1 - 2 / np.pi)
+    assert abs(images.std() - expected_std) < 1e-3, (
+        f"background std {images.std():.4f}, expected {expected_std:.4f}"
+    )
+
+
+def test_large_noise_stays_in_unit_interval():
+    images = render_counts(
+        np.full(20, 3), image_size=32, dot_radius=0.08, noise=0.3, rng=np.random.default_rng(7)
+    )
+    assert images.min() >= 0.0, f"minimum {images.min()}"
+    assert images.max() <= 1.0, f"maximum {images.max()}"
+
+
+@pytest.mark.parametrize("image_size", [32, 64])
+def test_sixteen_dots_fit_up_to_radius_0_09(image_size):
+    largest = largest_count_that_fits(image_size=image_size, dot_radius=0.09)
+    assert largest == 16, f"only {largest} dots fit at radius 0.09"
+
+
+def test_unplaceable_count_raises_value_error():
+    with pytest.raises(ValueError, match=r"placing 16 dots at dot_radius 0\.15") as raised:
+        render_counts(
+            np.array([2, 16]),
+            image_size=32,
+            dot_radius=0.15,
+            noise=0.0,
+            rng=np.random.default_rng(8),
+        )
+    assert "at most 6 dots fit" in str(raised.value), str(raised.value)
+
+
+def test_training_set_rejects_unplaceable_design():
+    design = DotsDataset(counts=[2, 12], image_size=64, dot_radius=0.12)
+    with pytest.raises(ValueError, match=r"counts \[12\] do not fit.*at most 9 dots fit"):
+        DotsTrainingSet(design, seed=0)
+
+
+def test_check_counts_fit_accepts_default_design():
+    check_counts_fit(counts=list(range(1, 17)), image_size=32, dot_radius=0.08)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"counts": np.array([17])}, "counts must lie in 0..16"),
+        ({"noise": -0.1}, "noise must be at least 0"),
+        ({"dot_radius": 0.6}, r"dot_radius must lie in \(0, 0.5\)"),
+        ({"counts": np.ones((2, 2), dtype=np.int64)}, "counts must be one-dimensional"),
+    ],
+)
+def test_render_rejects_invalid_arguments(arguments, message):
+    call = {"counts": np.array([1]), "image_size": 32, "dot_radius": 0.08, "noise": 0.0}
+    call.update(arguments)
+    with pytest.raises(ValueError, match=message):
+        render_counts(**call, rng=np.random.default_rng(0))
+
+
+def test_fixed_training_set_reuses_its_images():
+    design = DotsDataset(counts=[1, 2, 3], image_size=32, training_images=64)
+    data = DotsTrainingSet(design, seed=9)
+    assert data.fixed is not None, "training_images is set, so the set must be fixed"
+    fixed_images = data.fixed.images.reshape(64, -1)
+    for _ in range(3):
+        batch = data.batch(32)
+        assert batch.images.shape == (32, 32, 32, 3), f"batch shape {batch.images.shape}"
+        # Each batch image equals exactly one image of the fixed set, with its count.
+        matches = (batch.images.reshape(32, 1, -1) == fixed_images[None]).all(axis=2)
+        assert (matches.sum(axis=1) >= 1).all(), "a batch image is not in the fixed set"
+        rows = matches.argmax(axis=1)
+        assert np.array_equal(batch.counts, data.fixed.counts[rows]), "counts do not match"
+
+
+def test_fixed_training_set_is_deterministic_for_a_seed():
+    design = DotsDataset(counts=[1, 2, 3], image_size=32, training_images=64)
+    first, second = DotsTrainingSet(design, seed=9), DotsTrainingSet(design, seed=9)
+    assert first.fixed is not None and second.fixed is not None
+    assert np.array_equal(first.fixed.images, second.fixed.images), "fixed sets differ"
+    assert np.array_equal(first.batch(16).images, second.batch(16).images), "batches differ"
+
+
+def test_fresh_training_set_renders_new_images():
+    design = DotsDataset(counts=[1, 2, 3], image_size=32)
+    data = DotsTrainingSet(design, seed=10)
+    assert data.fixed is None, "training_images is unset, so batches must be fresh"
+    first, second = data.batch(16), data.batch(16)
+    repeats = (first.images.reshape(16, 1, -1) == second.images.reshape(1, 16, -1)).all(axis=2)
+    assert not repeats.any(), "a fresh batch repeated an image of the previous batch"
+
+
+def test_reference_counts_of_fixed_set_are_its_own():
+    design = DotsDataset(counts=[1, 5], image_size=32, training_images=100)
+    data = DotsTrainingSet(design, seed=11)
+    assert data.fixed is not None
+    assert np.array_equal(data.reference_counts(40), data.fixed.counts[:40]), "first 40 differ"
+    longer = data.reference_counts(250)
+    assert longer.shape == (250,), f"shape {longer.shape}"
+    assert np.array_equal(longer[:100], data.fixed.counts), "the whole set must come first"
+    assert np.array_equal(longer[100:200], data.fixed.counts), "then the set repeats"
+
+
+def test_fresh_reference_counts_follow_weights():
+    design = DotsDataset(counts=[2, 4], weights=[3, 1], image_size=32)
+    reference = DotsTrainingSet(design, seed=12).reference_counts(8000)
+    assert reference.shape == (8000,), f"shape {reference.shape}"
+    share = (reference == 2).mean()
+    assert abs(share - 0.75) < 0.02, f"share of count 2 is {share:.3f}, expected 0.75"
+
+
+def test_reference_counts_leave_batches_unchanged():
+    design = DotsDataset(counts=[2, 4], weights=[3, 1], image_size=32)
+    data, twin = DotsTrainingSet(design, seed=12), DotsTrainingSet(design, seed=12)
+    data.reference_counts(500)
+    assert np.array_equal(data.batch(8).images, twin.batch(8).images), (
+        "drawing reference counts changed the training batches"
+    )
