@@ -82,9 +82,7 @@ class DotsDataset(_Strict):
                 f"{self.image_size}; the dot counter needs at least {MIN_RADIUS_PIXELS} px, "
                 f"so use a dot_radius of at least {smallest:.3f} or a larger image_size"
             )
-        check_counts_fit(
-            counts=self.counts, image_size=self.image_size, dot_radius=self.dot_radius
-        )
+        check_counts_fit(counts=self.counts, image_size=self.image_size, dot_radius=self.dot_radius)
         return self
 
     def count_probabilities(self) -> list[float]:
