@@ -187,7 +187,16 @@ def test_unplaceable_count_raises_value_error():
 
 
 def test_training_set_rejects_unplaceable_design():
-    design = DotsDataset(counts=[2, 12], image_size=64, dot_radius=0.12)
+    # The design itself rejects this; model_construct skips that to test the renderer's own check.
+    design = DotsDataset.model_construct(
+        family="dots",
+        counts=[2, 12],
+        image_size=64,
+        dot_radius=0.12,
+        noise=0.03,
+        weights=None,
+        training_images=None,
+    )
     with pytest.raises(ValueError, match=r"counts \[12\] do not fit.*at most 9 dots fit"):
         DotsTrainingSet(design, seed=0)
 
