@@ -37,7 +37,7 @@ def _configure_logging() -> None:
 
 
 def _settings(data_dir: Path | None) -> Settings:
-    # The variable, not only the object, so a worker started from here sees the same folder.
+    # Set the variable too, so that a worker started from here uses the same folder.
     if data_dir is not None:
         os.environ["BIASLAB_DATA_DIR"] = str(data_dir.resolve())
     settings = Settings()

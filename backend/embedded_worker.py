@@ -40,8 +40,8 @@ def start_worker() -> subprocess.Popen[bytes]:
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
     """Stop the worker; the run it was training goes back to the queue and trains again later.
 
-    SIGTERM goes to the worker's main process alone: it tells the training child
-    to stop after its current step and requeue the run. Only if that takes too
+    SIGTERM goes to the worker's main process alone, which makes the training
+    child stop after its current step and requeue the run. Only if that takes too
     long is the whole process group killed.
     """
     if process.poll() is not None:

@@ -75,7 +75,7 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def database_error(request: Request, exc: Exception) -> JSONResponse:
-    """Answer 503 with a retry hint when the database is unreachable, 500 otherwise."""
+    """Return 503 with a retry hint when the database is unreachable, 500 otherwise."""
     unreachable = isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     )

@@ -12,7 +12,7 @@ from biaslab.store.models import Run, RunStatus, Snapshot, Study
 
 
 def _as_utc(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; every stored time is UTC, so say so in the JSON.
+    # SQLite returns naive datetimes. Every stored time is UTC, so the JSON carries the offset.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

@@ -1,7 +1,7 @@
 """Study designs: what a researcher submits, with the limits of every field.
 
 A study names one dataset design, one model and one training recipe. `expand`
-turns a study into the runs it makes; each `RunSpec` is complete on its own,
+turns a study into the runs it makes. Each `RunSpec` is complete on its own,
 so a run can be reproduced from its spec alone.
 """
 

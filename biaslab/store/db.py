@@ -38,7 +38,7 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error, always close."""
+    """Open a session for one unit of work: commit on success, roll back on error, close."""
     session = factory()
     try:
         yield session

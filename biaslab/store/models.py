@@ -130,7 +130,7 @@ class EventKind(enum.StrEnum):
 
 
 class Event(Base):
-    """A change the browser is told about; the id is the SSE event id."""
+    """A change sent to browsers over Server-Sent Events; its id is the SSE event id."""
 
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_study_id_id", "study_id", "id"),)
