@@ -76,14 +76,17 @@ def accuracy_tables(n: int) -> None:
     print(f"\nGaussian-blurred renders (noise 0), {n // 4:,} per row, 1-6 dots\n")
     print(f"| image size, radius, blur sigma in pixels {header}")
     print("| --- | --- | --- | --- | --- |")
-    for size in (32, 64):
-        for sigma in (0.5, 1.0, 1.5, 2.0):
-            counts = rng.integers(1, 7, n // 4)
-            images = render_counts(counts, image_size=size, dot_radius=0.1, noise=0.0, rng=rng)
-            scaled_sigma = sigma * size / 32
-            blurred = ndimage.gaussian_filter(images, sigma=(0, scaled_sigma, scaled_sigma, 0))
-            shares = outcome_shares(count_dots(blurred, 0.1), counts)
-            print_row(f"{size}x{size}, 0.1, {scaled_sigma:g}", shares)
+    for radius in (DEFAULT_RADIUS, 0.1):
+        for size in (32, 64):
+            for sigma in (0.5, 1.0, 1.5, 2.0, 3.0):
+                counts = rng.integers(1, 7, n // 4)
+                images = render_counts(
+                    counts, image_size=size, dot_radius=radius, noise=0.0, rng=rng
+                )
+                scaled_sigma = sigma * size / 32
+                blurred = ndimage.gaussian_filter(images, sigma=(0, scaled_sigma, scaled_sigma, 0))
+                shares = outcome_shares(count_dots(blurred, radius), counts)
+                print_row(f"{size}x{size}, {radius}, {scaled_sigma:g}", shares)
 
 
 def main() -> None:
