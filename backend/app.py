@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from backend.embedded_worker import start_worker, stop_worker
 from backend.errors import install_error_handlers
 from backend.queue import RunQueue
-from backend.routes import datasets, events, pages, runs, studies
+from backend.routes import datasets, events, pages, probe, runs, studies
 from biaslab.settings import Settings
 from biaslab.store.db import make_engine, make_sessionmaker
 from biaslab.store.migrate import check_current
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool = Fals
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (studies, runs, datasets, events, pages):
+    for module in (studies, runs, datasets, probe, events, pages):
         app.include_router(module.router)
     app.mount("/static/vendor", StaticFiles(directory=pages.PLOTLY_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=pages.FRONTEND_DIR), name="static")

@@ -1,15 +1,17 @@
-"""The `biaslab` command: serve the lab, run a worker, upgrade the database."""
+"""The `biaslab` command: serve the lab, run a worker, upgrade the database, probe samples."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from biaslab.probes.samples import DEFAULT_DOT_RADIUS, DOT_RADIUS_RANGE
 from biaslab.settings import Settings
 
 app = typer.Typer(
@@ -89,6 +91,72 @@ def db_upgrade(data_dir: DataDirOption = None) -> None:
     settings = _settings(data_dir)
     upgrade(settings.resolved_database_url)
     typer.echo("database schema is up to date")
+
+
+class ProbeFamily(StrEnum):
+    dots = "dots"
+
+
+# Usage errors exit with 2 in click, so a file that cannot be probed does too.
+PROBE_ERROR_EXIT_CODE = 2
+
+
+@app.command()
+def probe(
+    file: Annotated[
+        Path,
+        typer.Argument(metavar="FILE", help="An .npz or .npy of images, or a .zip of PNG images."),
+    ],
+    family: Annotated[ProbeFamily, typer.Option(help="The dataset family to probe for.")],
+    dot_radius: Annotated[
+        float,
+        typer.Option(
+            help="Dot radius as a fraction of the image width.",
+            min=DOT_RADIUS_RANGE[0],
+            max=DOT_RADIUS_RANGE[1],
+        ),
+    ] = DEFAULT_DOT_RADIUS,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the same JSON as POST /api/probe.")
+    ] = False,
+) -> None:
+    """Count the dots in samples made elsewhere and print the histogram of counts."""
+    from backend.routes.probe import probe_public
+    from biaslab.probes.samples import InvalidSamples, load_samples_file, probe_dots
+
+    try:
+        samples = load_samples_file(file)
+        result = probe_dots(samples.images, dot_radius)
+    except InvalidSamples as error:
+        where = file if error.field == "file" else "--dot-radius"
+        typer.echo(f"error: {where}: {error}", err=True)
+        raise typer.Exit(PROBE_ERROR_EXIT_CODE) from error
+    except OSError as error:
+        typer.echo(f"error: {file}: {error.strerror or error}", err=True)
+        raise typer.Exit(PROBE_ERROR_EXIT_CODE) from error
+
+    public = probe_public(samples, result)
+    if json_output:
+        typer.echo(public.model_dump_json())
+        return
+    histogram = public.histograms["count"]
+    height, width = public.image_size
+    source = public.source
+    stored = f"{source.format}, {source.dtype}, {source.layout}"
+    if source.array is not None:
+        stored = f"{source.format} array {source.array!r}, {source.dtype}, {source.layout}"
+    typer.echo(f"{public.n_images} images of {height}x{width} ({stored})")
+    typer.echo(f"{'count':>12}  {'number':>7}  {'share':>6}")
+    last = len(histogram.counts) - 1
+    for index, number in enumerate(histogram.counts):
+        if number == 0:
+            continue
+        # Bin i holds the count i + 1; the last bin also holds every larger count.
+        label = f"{index + 1}+" if index == last else str(index + 1)
+        typer.echo(f"{label:>12}  {number:>7}  {number / histogram.total:>6.1%}")
+    typer.echo(
+        f"{'unrecognized':>12}  {histogram.unrecognized:>7}  {histogram.unrecognized_share:>6.1%}"
+    )
 
 
 if __name__ == "__main__":
