@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from backend.embedded_worker import start_worker, stop_worker
+from backend.embedded_worker import WorkerSupervisor
 from backend.errors import install_error_handlers
 from backend.queue import RunQueue
 from backend.routes import datasets, events, pages, probe, runs, studies
@@ -32,13 +32,15 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool = Fals
         app.state.settings = settings
         app.state.sessions = make_sessionmaker(engine)
         app.state.queue = RunQueue(settings)
-        worker = start_worker() if embedded_worker else None
+        supervisor = WorkerSupervisor() if embedded_worker else None
+        if supervisor is not None:
+            supervisor.start()
         logger.info("API started on database %s", engine.url.render_as_string(hide_password=True))
         try:
             yield
         finally:
-            if worker is not None:
-                stop_worker(worker)
+            if supervisor is not None:
+                await supervisor.stop()
             app.state.queue.close()
             engine.dispose()
 

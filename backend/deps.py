@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
 from backend.queue import RunQueue
@@ -30,19 +30,24 @@ def get_queue(request: Request) -> RunQueue:
     return queue
 
 
+# Ids and steps are stored as 64-bit integers; larger values get a 422, not a database error.
+MAX_INTEGER = 2**63 - 1
+StudyId = Annotated[int, Path(ge=1, le=MAX_INTEGER)]
+RunId = Annotated[int, Path(ge=1, le=MAX_INTEGER)]
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 QueueDep = Annotated[RunQueue, Depends(get_queue)]
 
 
-def load_study(study_id: int, session: SessionDep) -> Study:
+def load_study(study_id: StudyId, session: SessionDep) -> Study:
     study = get_study(session, study_id)
     if study is None:
         raise HTTPException(status_code=404, detail=f"study {study_id} not found")
     return study
 
 
-def load_run(run_id: int, session: SessionDep) -> Run:
+def load_run(run_id: RunId, session: SessionDep) -> Run:
     run = session.get(Run, run_id)
     if run is None:
         raise HTTPException(status_code=404, detail=f"run {run_id} not found")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +17,8 @@ from biaslab.design import DATASET_FAMILIES, MODEL_KINDS
 logger = logging.getLogger(__name__)
 
 MAX_VALUE_CHARS = 80
+# A rejected value is echoed whole up to this size, so a huge body is not sent back.
+MAX_ECHOED_CHARS = 1000
 DATABASE_RETRY_SECONDS = 5
 
 
@@ -43,9 +46,39 @@ def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
     return path or "body"
 
 
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _shown_value(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
+    return _shorten(_printable(repr(value)), MAX_VALUE_CHARS)
+
+
+def _printable(text: str) -> str:
+    # Lone surrogates from JSON escapes such as "\ud800" cannot be encoded as UTF-8.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _json_safe(value: Any) -> Any:
+    """Return `value` in a form that JSON can carry: NaN and infinity become their repr."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, str):
+        return _printable(value)
+    if isinstance(value, dict):
+        return {_printable(str(key)): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return _printable(str(value))
+
+
+def _echoed_input(value: Any) -> Any:
+    """Return the rejected value for the response, cut down when it is large."""
+    if len(repr(value)) > MAX_ECHOED_CHARS:
+        return _shorten(_printable(repr(value)), MAX_ECHOED_CHARS)
+    return _json_safe(value)
 
 
 def describe_error(error: dict[str, Any]) -> dict[str, Any]:
@@ -63,15 +96,21 @@ def describe_error(error: dict[str, Any]) -> dict[str, Any]:
         message = f"{field}: missing, this field is required"
     else:
         message = f"{field}: {_shown_value(value)} is invalid: {rule}"
-    return {**error, "loc": loc, "input": value, "field": field, "message": message}
+    return {
+        **error,
+        "loc": [_json_safe(part) for part in loc],
+        "msg": _printable(str(error.get("msg", ""))),
+        "input": _echoed_input(value),
+        "ctx": _json_safe({key: str(item) for key, item in context.items()}),
+        "field": _printable(field),
+        "message": _printable(message),
+    }
 
 
 async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [describe_error(error) for error in exc.errors()]
-    # ctx can hold exception objects; the encoder turns them into strings.
-    body = jsonable_encoder({"detail": details}, custom_encoder={Exception: str})
-    return JSONResponse(status_code=422, content=body)
+    return JSONResponse(status_code=422, content=jsonable_encoder({"detail": details}))
 
 
 async def database_error(request: Request, exc: Exception) -> JSONResponse:

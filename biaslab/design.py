@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -22,7 +23,8 @@ MAX_DOTS = 16
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity would slip past range checks and break JSON responses.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DotsDataset(_Strict):
@@ -33,7 +35,7 @@ class DotsDataset(_Strict):
     counts: list[Annotated[int, Field(ge=1, le=MAX_DOTS)]] = Field(
         min_length=1, max_length=MAX_DOTS, description="Dot counts drawn in training images."
     )
-    weights: list[Annotated[float, Field(gt=0)]] | None = Field(
+    weights: list[Annotated[float, Field(gt=0, le=1e6)]] | None = Field(
         default=None, description="Relative weight of each count; equal when unset."
     )
     noise: float = Field(default=0.03, ge=0, le=0.3, description="Gaussian pixel noise sigma.")
@@ -137,7 +139,12 @@ class RunSpec(_Strict):
 
 
 class StudyCreate(RunSpec):
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+        # Control characters (NUL, newlines, escapes) have no place in a title.
+        Field(pattern=r"^[^\x00-\x1f\x7f]+$"),
+    ]
 
 
 def expand(study: StudyCreate) -> list[RunSpec]:

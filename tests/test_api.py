@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import io
 from collections.abc import Iterator
 
@@ -223,3 +224,62 @@ def test_openapi_lists_routes(client):
         "/api/datasets/preview",
     ):
         assert path in paths, f"{path} missing from the OpenAPI schema"
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "field"),
+    [
+        ('{"noise": NaN}', "dataset.noise"),
+        ('{"noise": Infinity}', "dataset.noise"),
+        ('{"weights": [1e308, 1e308]}', "dataset.weights[0]"),
+    ],
+)
+def test_non_finite_numbers_are_422(client, raw_body, field):
+    body = design()
+    text_body = json.dumps(body).replace('"noise": 0.03', raw_body[1:-1])
+    response = client.post(
+        "/api/studies", content=text_body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert field in [detail["field"] for detail in response.json()["detail"]]
+    assert client.get("/api/studies").json()["count"] == 0
+
+
+@pytest.mark.parametrize("name", ["   ", "a\u0000b", "line\nbreak"])
+def test_blank_or_control_names_rejected(client, name):
+    response = client.post("/api/studies", json=design(name=name))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "name"
+
+
+def test_lone_surrogate_name_is_422(client):
+    text_body = json.dumps(design()).replace('"two and four dots"', '"\\ud800 x"')
+    response = client.post(
+        "/api/studies", content=text_body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "name"
+
+
+def test_huge_input_not_echoed_whole(client):
+    response = client.post("/api/studies", json=design(name="x" * 100_000))
+    assert response.status_code == 422
+    assert len(response.content) < 5_000, "a rejected value is echoed in shortened form"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/studies/9223372036854775808",
+        "/api/runs/9223372036854775808",
+        "/api/runs/1/figures?step=99999999999999999999",
+        "/api/runs/1/snapshots/99999999999999999999/grid.png",
+        "/api/studies?offset=99999999999999999999",
+        "/api/studies/99999999999999999999/events",
+    ],
+)
+def test_integers_beyond_64_bits_are_422(client, path):
+    client.post("/api/studies", json=EXAMPLE_STUDY)
+    response = client.get(path)
+    assert response.status_code == 422, response.text
+    assert "less than or equal to 9223372036854775807" in response.json()["detail"][0]["message"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -51,3 +52,24 @@ def test_db_upgrade_reports_current(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "database schema is up to date" in result.stdout
     assert (tmp_path / "biaslab.sqlite").is_file()
+
+
+def worker_pids(log: str) -> list[int]:
+    return [int(pid) for pid in re.findall(r"embedded worker started as process (\d+)", log)]
+
+
+def test_serve_restarts_dead_worker(tmp_path):
+    log_path = tmp_path / "serve.log"
+    with running_lab(tmp_path, worker=True):
+        deadline = time.monotonic() + STOP_SECONDS
+        while not worker_pids(log_path.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (first,) = worker_pids(log_path.read_text())
+        os.kill(first, signal.SIGKILL)
+        while len(worker_pids(log_path.read_text())) < 2 and time.monotonic() < deadline + 30:
+            time.sleep(0.2)
+        log = log_path.read_text()
+    assert "exited with code -9; restarting it" in log, f"serve did not report the death:\n{log}"
+    pids = worker_pids(log)
+    assert len(pids) == 2, f"expected one restart, saw worker processes {pids}"
+    assert pids[1] != first

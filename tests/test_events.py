@@ -12,7 +12,7 @@ from biaslab.analysis.histogram import count_histogram
 from biaslab.settings import Settings
 from biaslab.store.db import make_engine, make_sessionmaker, session_scope
 from biaslab.store.events import record_event
-from biaslab.store.models import EventKind, Run, Snapshot
+from biaslab.store.models import EventKind, Run, RunStatus, Snapshot
 from tests.examples import EXAMPLE_STUDY
 from tests.server import running_lab
 
@@ -94,3 +94,25 @@ def test_events_of_missing_study_404(lab):
     response = httpx.get(f"{base_url}/api/studies/42/events", timeout=10)
     assert response.status_code == 404
     assert response.json() == {"detail": "study 42 not found"}
+
+
+def test_events_report_progress_of_running_run(lab):
+    base_url, settings = lab
+    study = httpx.post(f"{base_url}/api/studies", json=EXAMPLE_STUDY).json()
+    run_id = study["run_ids"][0]
+    url = f"{base_url}/api/studies/{study['id']}/events?after={study['last_event_id']}"
+    engine = make_engine(settings.resolved_database_url)
+    sessions = make_sessionmaker(engine)
+    with session_scope(sessions) as session:
+        run = session.get(Run, run_id)
+        run.status = RunStatus.running
+        run.step = 120
+
+    timeout = httpx.Timeout(5, read=READ_TIMEOUT_SECONDS)
+    with httpx.stream("GET", url, timeout=timeout) as response:
+        (progress,) = read_events(response, wanted=1)
+    engine.dispose()
+
+    assert progress["event"] == "run"
+    assert "id" not in progress, "progress messages carry no event id, so a reconnect skips them"
+    assert json.loads(progress["data"])["step"] == 120

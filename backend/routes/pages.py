@@ -9,6 +9,8 @@ import plotly
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from backend.deps import StudyId
+
 FRONTEND_DIR = Path(str(resources.files("frontend")))
 PLOTLY_DIR = Path(plotly.__file__).parent / "package_data"
 
@@ -21,6 +23,6 @@ def index() -> FileResponse:
 
 
 @router.get("/studies/{study_id}")
-def study_page(study_id: int) -> FileResponse:
+def study_page(study_id: StudyId) -> FileResponse:
     # The page loads the study itself and shows "not found" when it does not exist.
     return FileResponse(FRONTEND_DIR / "study.html")

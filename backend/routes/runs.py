@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
-from backend.deps import RunDep, SessionDep, SettingsDep
+from backend.deps import MAX_INTEGER, RunDep, SessionDep, SettingsDep
 from backend.figures import counts_figure, finite_or_none, loss_figure
 from backend.schemas import (
     FiguresPublic,
@@ -80,7 +80,9 @@ def metrics(run: RunDep, session: SessionDep) -> MetricsPublic:
 
 @router.get("/{run_id}/figures")
 def figures(
-    run: RunDep, session: SessionDep, step: Annotated[int | None, Query(ge=0)] = None
+    run: RunDep,
+    session: SessionDep,
+    step: Annotated[int | None, Query(ge=0, le=MAX_INTEGER)] = None,
 ) -> FiguresPublic:
     snapshot = get_snapshot(session, run.id, step)
     if step is not None and snapshot is None:
@@ -89,7 +91,12 @@ def figures(
 
 
 @router.get("/{run_id}/snapshots/{step}/grid.png", response_class=FileResponse)
-def sample_grid(run: RunDep, step: int, session: SessionDep, settings: SettingsDep) -> FileResponse:
+def sample_grid(
+    run: RunDep,
+    step: Annotated[int, Path(ge=0, le=MAX_INTEGER)],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> FileResponse:
     snapshot = get_snapshot(session, run.id, step)
     if snapshot is None or snapshot.grid_path is None:
         raise HTTPException(

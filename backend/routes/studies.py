@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from backend.deps import QueueDep, SessionDep, StudyDep
+from backend.deps import MAX_INTEGER, QueueDep, SessionDep, StudyDep
 from backend.schemas import StudiesPublic, StudyCreated, StudyPublic
 from biaslab.design import StudyCreate
 from biaslab.store.studies import (
@@ -25,7 +25,7 @@ def create(design: StudyCreate, session: SessionDep, queue: QueueDep) -> StudyCr
     session.commit()
     run_ids = [run.id for run in study.runs]
     queue.send(run_ids)
-    public = StudyPublic.from_row(study, {})
+    public = StudyPublic.from_row(study, {}, last_event_id(session, study.id))
     return StudyCreated(**public.model_dump(), run_ids=run_ids)
 
 
@@ -33,7 +33,7 @@ def create(design: StudyCreate, session: SessionDep, queue: QueueDep) -> StudyCr
 def list_all(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INTEGER)] = 0,
 ) -> StudiesPublic:
     studies, total = list_studies(session, limit, offset)
     run_ids = [run.id for study in studies for run in study.runs]
