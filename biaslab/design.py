@@ -116,6 +116,15 @@ class Training(_Strict):
     learning_rate: float = Field(default=1e-3, gt=0, le=1)
     snapshot_every: int = Field(default=250, ge=1, le=1_000_000)
     samples_per_snapshot: int = Field(default=1000, ge=64, le=10_000)
+    checkpoint_every: int = Field(
+        default=500,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Steps between checkpoints. A checkpoint is also written at every snapshot "
+            "and when a run stops early, and a resent run resumes from the latest one."
+        ),
+    )
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
     @field_validator("snapshot_every")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import json
 import io
+import json
 from collections.abc import Iterator
 
 import pytest

@@ -23,6 +23,7 @@ from biaslab.store.runs import (
     add_metrics,
     add_snapshot,
     claim_run,
+    discard_results_after,
     finish_run,
     heartbeat,
     release_run,
@@ -261,26 +262,75 @@ def test_metrics_stored_once_per_name(sessions):
     assert [tuple(row) for row in rows] == [("kl", 0.5), ("loss", 2.0), ("recon", 1.5)]
 
 
-def test_reclaim_deletes_earlier_results(sessions):
+def test_reclaim_keeps_earlier_results(sessions):
     run_id = new_run(sessions)
     claim(sessions, run_id, "worker-a")
     with session_scope(sessions) as session:
         save_training_histograms(session, run_id, {"count": count_histogram(np.array([1, 3]))})
         add_metrics(session, run_id, 5, {"loss": 2.0})
         heartbeat(session, run_id, "worker-a", 10, 30, LEASE_SECONDS)
-    store_snapshot(sessions, run_id, 10)
+    snapshot = store_snapshot(sessions, run_id, 10)
     expire_lease(sessions, run_id)
 
     assert claim(sessions, run_id, "worker-b") is not None
 
     with session_scope(sessions) as session:
-        assert session.scalars(select(Snapshot).where(Snapshot.run_id == run_id)).all() == []
-        assert session.scalars(select(Metric).where(Metric.run_id == run_id)).all() == []
+        snapshot_ids = session.scalars(select(Snapshot.id).where(Snapshot.run_id == run_id)).all()
+        metric_steps = session.scalars(select(Metric.step).where(Metric.run_id == run_id)).all()
+    assert snapshot_ids == [snapshot.id], "the resuming worker decides what to discard"
+    assert metric_steps == [5]
     run = load_run(sessions, run_id)
-    assert run.training_histograms is None
+    assert run.training_histograms is None, "the resumed run stores them again"
     assert run.step == 0
     assert run.progress == 0.0
+
+
+def test_discard_results_after_step(sessions):
+    run_id = new_run(sessions)
+    claim(sessions, run_id, "worker-a")
+    with session_scope(sessions) as session:
+        for step in (5, 10, 15, 20):
+            add_metrics(session, run_id, step, {"loss": float(step), "kl": 1.0})
+    kept = store_snapshot(sessions, run_id, 10)
+    store_snapshot(sessions, run_id, 20)
+
+    with session_scope(sessions) as session:
+        assert discard_results_after(session, run_id, 10) == 1
+
+    with session_scope(sessions) as session:
+        snapshots = session.scalars(select(Snapshot.id).where(Snapshot.run_id == run_id)).all()
+        metrics = session.execute(
+            select(Metric.step, Metric.name)
+            .where(Metric.run_id == run_id)
+            .order_by(Metric.step, Metric.name)
+        ).all()
+    assert snapshots == [kept.id]
+    assert [tuple(row) for row in metrics] == [(5, "kl"), (5, "loss"), (10, "kl"), (10, "loss")]
+    snapshot_events = [e for e in events_of(sessions, run_id) if e[0] is EventKind.snapshot]
+    assert snapshot_events == [(EventKind.snapshot, kept.id)]
+    again = store_snapshot(sessions, run_id, 20)
+    assert again.id != kept.id, "step 20 can be stored again after the discard"
+
+
+def test_discard_after_zero_deletes_all(sessions):
+    run_id = new_run(sessions)
+    other_id = new_run(sessions)
+    for each in (run_id, other_id):
+        claim(sessions, each, "worker-a")
+        with session_scope(sessions) as session:
+            add_metrics(session, each, 1, {"loss": 2.0})
+        store_snapshot(sessions, each, 10)
+
+    with session_scope(sessions) as session:
+        assert discard_results_after(session, run_id, 0) == 1
+
+    with session_scope(sessions) as session:
+        run_ids = session.scalars(select(Snapshot.run_id)).all()
+        metric_runs = session.scalars(select(Metric.run_id)).all()
+    assert run_ids == [other_id], "other runs keep their snapshots"
+    assert metric_runs == [other_id]
     assert all(kind is EventKind.run for kind, _ in events_of(sessions, run_id))
+    assert any(kind is EventKind.snapshot for kind, _ in events_of(sessions, other_id))
 
 
 def test_finish_by_owner_succeeds(sessions):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,10 +57,17 @@ TINY_STUDY = {
 }
 
 
-def study_design(steps: int = 30, snapshot_every: int = 10) -> StudyCreate:
-    design = StudyCreate.model_validate(TINY_STUDY)
-    training = design.training.model_copy(update={"steps": steps, "snapshot_every": snapshot_every})
-    return design.model_copy(update={"training": training})
+def study_design(steps: int = 30, snapshot_every: int = 10, **training: float) -> StudyCreate:
+    body = {**TINY_STUDY, "training": {**TINY_STUDY["training"], **training}}
+    design = StudyCreate.model_validate(body)
+    updated = design.training.model_copy(update={"steps": steps, "snapshot_every": snapshot_every})
+    return design.model_copy(update={"training": updated})
+
+
+def resume_steps(log: str, run_id: int) -> list[int]:
+    """Return the checkpoint steps that a worker logged resuming run `run_id` from."""
+    pattern = rf"run {run_id} study \d+: resuming from the checkpoint at step (\d+)"
+    return [int(step) for step in re.findall(pattern, log)]
 
 
 @pytest.fixture
@@ -349,31 +357,83 @@ def test_worker_shutdown_requeues_running_run(settings, sessions, sender, start_
     assert released.lease_owner is None
 
     # The message was acknowledged, so the next worker's sweep sends the run again.
-    start_worker()
+    second = start_worker()
     wait_for_run(sessions, run_id, lambda run: run.status is RunStatus.running, "claimed again")
     with session_scope(sessions) as session:
         session.execute(update(Run).where(Run.id == run_id).values(cancel_requested=True))
     run = wait_for_run(sessions, run_id, lambda run: run.status.is_terminal, "ended", timeout=30)
     assert run.status is RunStatus.cancelled
 
+    # The stop wrote a checkpoint at a step no earlier than the last heartbeat's.
+    resumed_from = resume_steps(second.log(), run_id)
+    assert len(resumed_from) == 1, second.log()
+    assert resumed_from[0] >= released.step > 0
+    assert run.step > resumed_from[0]
 
-def test_killed_worker_run_resent(settings, sessions, sender, start_worker):
+
+def test_killed_worker_run_resumes(settings, sessions, sender, start_worker):
     # A short lease makes the sweep (every half lease) find the orphaned run quickly.
     lease = {"BIASLAB_LEASE_SECONDS": "8"}
     first = start_worker(**lease)
-    _, run_id = create_run(sessions, study_design(steps=40, snapshot_every=20))
+    _, run_id = create_run(sessions, study_design(steps=400, snapshot_every=20))
     sender.send_task(TRAIN_RUN_TASK, args=[run_id])
-    orphaned = wait_for_run(sessions, run_id, lambda run: run.step > 0, "past its first heartbeat")
-
+    checkpoint = settings.resolved_artifact_dir / "runs" / str(run_id) / "checkpoint.pt"
+    # A checkpoint is written right after each snapshot is stored.
+    orphaned = wait_for_run(
+        sessions, run_id, lambda run: run.step > 20 and checkpoint.exists(), "checkpointed"
+    )
     first.kill()
-    start_worker(**lease)
+    with session_scope(sessions) as session:
+        before = {
+            step: (snapshot_id, created_at)
+            for step, snapshot_id, created_at in session.execute(
+                select(Snapshot.step, Snapshot.id, Snapshot.created_at).where(
+                    Snapshot.run_id == run_id
+                )
+            )
+        }
+    assert orphaned.status is RunStatus.running
+    assert 20 in before, "the first snapshot was stored before the kill"
+
+    second = start_worker(**lease)
     run = wait_for_run(sessions, run_id, lambda run: run.status.is_terminal, "ended")
 
     assert run.status is RunStatus.succeeded, run.error
     assert run.lease_owner is None
     assert run.started_at == orphaned.started_at
+    resumed_from = resume_steps(second.log(), run_id)
+    assert len(resumed_from) == 1, second.log()
+    assert resumed_from[0] >= 20, "the run resumed from a checkpoint, not from step 0"
     with session_scope(sessions) as session:
-        steps = session.scalars(
-            select(Snapshot.step).where(Snapshot.run_id == run_id).order_by(Snapshot.step)
+        snapshots = session.execute(
+            select(Snapshot.step, Snapshot.id, Snapshot.created_at)
+            .where(Snapshot.run_id == run_id)
+            .order_by(Snapshot.step)
         ).all()
-    assert steps == [20, 40]
+        metric_steps = session.scalars(
+            select(Metric.step).where(Metric.run_id == run_id, Metric.name == "loss")
+        ).all()
+    assert [step for step, _, _ in snapshots] == list(range(20, 401, 20))
+    for step, snapshot_id, created_at in snapshots:
+        if step <= resumed_from[0]:
+            assert (snapshot_id, created_at) == before[step], f"snapshot {step} was trained again"
+    assert len(metric_steps) == len(set(metric_steps))
+    assert max(metric_steps) == 400
+
+
+def test_diverged_run_fails_with_step(settings, sessions, sender, start_worker):
+    start_worker()
+    # Adam at a learning rate of 1.0 overflows the tiny VAE's loss within a few steps.
+    _, run_id = create_run(sessions, study_design(steps=30, snapshot_every=10, learning_rate=1.0))
+
+    sender.send_task(TRAIN_RUN_TASK, args=[run_id])
+    run = wait_for_run(sessions, run_id, lambda run: run.status.is_terminal, "ended")
+
+    assert run.status is RunStatus.failed
+    assert run.error is not None
+    assert re.match(r"diverged at step \d+: loss is (nan|inf)", run.error), run.error
+    with session_scope(sessions) as session:
+        values = session.scalars(select(Metric.value).where(Metric.run_id == run_id)).all()
+        losses = session.scalars(select(Snapshot.losses).where(Snapshot.run_id == run_id)).all()
+    assert all(math.isfinite(value) for value in values), "no non-finite metric is stored"
+    assert all(math.isfinite(value) for each in losses for value in each.values())

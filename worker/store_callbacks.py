@@ -22,6 +22,15 @@ def grid_relative_path(run_id: int, step: int) -> Path:
     return Path("runs") / str(run_id) / f"step_{step:07d}.png"
 
 
+def checkpoint_relative_path(run_id: int) -> Path:
+    """Return where a run's latest checkpoint goes, relative to the artifact folder.
+
+    Each checkpoint replaces the previous one, so the path depends on the run id
+    alone and the store does not record it.
+    """
+    return Path("runs") / str(run_id) / "checkpoint.pt"
+
+
 class StoreCallbacks:
     """Write one run's histograms, metrics and snapshots, and renew its lease while it trains.
 

@@ -5,8 +5,9 @@ after fork, so the main process never touches CUDA.
 
 A warm shutdown (SIGTERM) waits for running tasks, which for a training run
 takes hours. So the main process raises a flag in shared memory when shutdown
-starts, each training stops after its current step, and its run goes back to
-queued for the next worker.
+starts, each training stops after its current step and writes a checkpoint,
+and its run goes back to queued for the next worker, which resumes from that
+checkpoint.
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ from biaslab.queue import TRAIN_RUN_TASK
 from biaslab.settings import Settings
 from biaslab.store.db import make_engine, make_sessionmaker, session_scope
 from biaslab.store.models import RunStatus
-from biaslab.store.runs import claim_run, finish_run, release_run
-from worker.store_callbacks import StoreCallbacks
+from biaslab.store.runs import claim_run, discard_results_after, finish_run, release_run
+from worker.store_callbacks import StoreCallbacks, checkpoint_relative_path
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
+
+    from biaslab.training.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +151,13 @@ class RunTrainer:
             log.error("stored spec is invalid: %s", error)
             return RunOutcome(RunStatus.failed, error=f"invalid run spec: {_one_line(error)}")
 
+        # Resume from the run's checkpoint, if an earlier attempt left one. Results
+        # stored after its step are reported again, so they go first.
+        checkpoint_path = self._settings.resolved_artifact_dir / checkpoint_relative_path(run_id)
+        resume_from = _load_resumable_checkpoint(checkpoint_path, spec, resources.device, log)
+        with session_scope(resources.sessions) as session:
+            discard_results_after(session, run_id, resume_from.step if resume_from else 0)
+
         callbacks = StoreCallbacks(
             resources.sessions,
             run_id,
@@ -157,10 +169,19 @@ class RunTrainer:
             log,
             shutdown_requested=self._shutdown_requested,
         )
-        try:
-            from biaslab.training.loop import train
+        from biaslab.training.loop import TrainingDivergedError, train
 
-            result = train(spec, callbacks, resources.device)
+        try:
+            # NOTE: a worker that lost its lease also writes a checkpoint when it
+            # stops, after its next heartbeat. Training is deterministic, so that
+            # checkpoint matches the new owner's results up to its step on the same
+            # device type, but it can move the new owner's resume point back.
+            result = train(spec, callbacks, resources.device, checkpoint_path, resume_from)
+        except TrainingDivergedError as error:
+            # A diverged run is an outcome of its design (too high a learning
+            # rate, say), not a fault of the worker, so no traceback.
+            log.warning("training failed: %s", error)
+            return RunOutcome(RunStatus.failed, error=str(error))
         except Exception as error:  # any failure of the model or data ends the run as failed
             log.exception("training failed")
             return RunOutcome(RunStatus.failed, error=_one_line(error))
@@ -199,6 +220,24 @@ class RunTrainer:
         else:
             log.warning("recording %s rejected: lease %s was lost to another worker", ended, owner)
         return recorded
+
+
+def _load_resumable_checkpoint(
+    path: Path, spec: RunSpec, device: torch.device, log: RunLog
+) -> Checkpoint | None:
+    """Return the checkpoint at `path` when the run can resume from it, else None."""
+    from biaslab.training.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        checkpoint = load_checkpoint(path)
+        checkpoint.check_resumable(spec, device)
+    except FileNotFoundError:
+        return None
+    except CheckpointError as error:
+        log.warning("starting from step 0, because the checkpoint is not usable: %s", error)
+        return None
+    log.info("resuming from the checkpoint at step %d", checkpoint.step)
+    return checkpoint
 
 
 def _one_line(error: BaseException) -> str:

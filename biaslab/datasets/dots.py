@@ -13,6 +13,7 @@ import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -433,6 +434,17 @@ class DotsTrainingSet:
             return render_dots(self.design, batch_size, self._rng)
         rows = self._rng.integers(0, self._fixed.counts.size, size=batch_size)
         return DotsBatch(images=self._fixed.images[rows], counts=self._fixed.counts[rows])
+
+    def rng_state(self) -> dict[str, Any]:
+        """Return the state of the generator that draws batches, for a checkpoint.
+
+        The reference generator is left out because it is read only before step 1.
+        """
+        return dict(self._rng.bit_generator.state)
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restore a state that `rng_state` returned, so the next batches repeat."""
+        self._rng.bit_generator.state = state
 
     def reference_counts(self, n: int) -> np.ndarray:
         """Return the true counts of n training images, for the training histogram.

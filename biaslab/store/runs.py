@@ -74,8 +74,8 @@ def claim_run(
     if claimed is None:
         return None
 
-    # TODO: resuming from the last checkpoint replaces this restart from scratch.
-    _delete_results(session, run_id)
+    # Results of an earlier attempt stay: the worker resumes from its checkpoint
+    # and calls discard_results_after with the checkpoint's step.
     run = session.get(Run, run_id, populate_existing=True)
     if run is None:  # the UPDATE above matched it in this transaction
         raise LookupError(f"run {run_id} vanished after it was claimed")
@@ -83,12 +83,30 @@ def claim_run(
     return run
 
 
-def _delete_results(session: Session, run_id: int) -> None:
-    """Delete the snapshots and metrics an earlier attempt at the run wrote."""
+def discard_results_after(session: Session, run_id: int, step: int) -> int:
+    """Delete the run's snapshots, their events and its metrics after `step`.
+
+    A resumed run reports every step after its checkpoint's again, so an earlier
+    attempt's results past that step go first; with `step` 0 all of them go.
+    Returns the number of snapshots deleted.
+    """
+    later_snapshots = select(Snapshot.id).where(Snapshot.run_id == run_id, Snapshot.step > step)
     # Snapshot events point at the snapshots, so they go first.
-    session.execute(delete(Event).where(Event.run_id == run_id, Event.kind == EventKind.snapshot))
-    session.execute(delete(Snapshot).where(Snapshot.run_id == run_id))
-    session.execute(delete(Metric).where(Metric.run_id == run_id))
+    session.execute(delete(Event).where(Event.snapshot_id.in_(later_snapshots)))
+    deleted = session.execute(
+        delete(Snapshot)
+        .where(Snapshot.run_id == run_id, Snapshot.step > step)
+        .returning(Snapshot.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    session.execute(
+        delete(Metric)
+        .where(Metric.run_id == run_id, Metric.step > step)
+        .execution_options(synchronize_session=False)
+    )
+    if deleted:
+        logger.info("run %s: deleted %d snapshots after step %d", run_id, len(deleted), step)
+    return len(deleted)
 
 
 def heartbeat(
