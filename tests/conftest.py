@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -23,25 +24,34 @@ def _require_services() -> None:
         pytest.skip("BIASLAB_TEST_NO_SERVICES=1: PostgreSQL and Redis tests are skipped")
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """Create an empty database on the local PostgreSQL server and drop it afterwards."""
+@contextmanager
+def empty_postgres_database(prefix: str) -> Iterator[str]:
+    """Create an empty database on the local PostgreSQL server, yield its URL, then drop it."""
     _require_services()
-    name = f"biaslab_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as error:
+        admin.dispose()
         pytest.fail(
             f"PostgreSQL at {POSTGRES_SERVER_URL} is not reachable ({error.orig}); start it, "
             "or set BIASLAB_TEST_NO_SERVICES=1 to skip the tests that need it"
         )
-    url = POSTGRES_SERVER_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield POSTGRES_SERVER_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """An empty database shared by the tests of one session."""
+    with empty_postgres_database("biaslab_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

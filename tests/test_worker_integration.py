@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,8 +22,7 @@ import pytest
 import redis
 from celery import Celery
 from kombu import Connection
-from sqlalchemy import create_engine, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from biaslab.design import StudyCreate
@@ -33,7 +31,7 @@ from biaslab.settings import Settings
 from biaslab.store.db import make_engine, make_sessionmaker, session_scope
 from biaslab.store.migrate import upgrade
 from biaslab.store.models import Event, EventKind, Metric, Run, RunStatus, Snapshot
-from tests.conftest import NO_SERVICES, POSTGRES_SERVER_URL
+from tests.conftest import empty_postgres_database
 
 pytestmark = pytest.mark.integration
 
@@ -72,24 +70,9 @@ def resume_steps(log: str, run_id: int) -> list[int]:
 
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
-    """An empty database of this test's own on the local PostgreSQL server."""
-    if NO_SERVICES:
-        pytest.skip("BIASLAB_TEST_NO_SERVICES=1: PostgreSQL and Redis tests are skipped")
-    name = f"biaslab_worker_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        admin.dispose()
-        pytest.fail(
-            f"PostgreSQL at {POSTGRES_SERVER_URL} is not reachable ({error.orig}); start it, "
-            "or set BIASLAB_TEST_NO_SERVICES=1 to skip the tests that need it"
-        )
-    yield POSTGRES_SERVER_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    """An empty database of this test's own: a worker's sweep would pick up other tests' runs."""
+    with empty_postgres_database("biaslab_worker") as url:
+        yield url
 
 
 @pytest.fixture(params=["embedded", "postgresql-redis"])
