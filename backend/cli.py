@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
+from sqlalchemy import make_url
+from sqlalchemy.exc import OperationalError
 
 from biaslab.probes.samples import DEFAULT_DOT_RADIUS, DOT_RADIUS_RANGE
 from biaslab.settings import Settings
@@ -42,7 +45,15 @@ def _settings(data_dir: Path | None) -> Settings:
     # Set the variable too, so that a worker started from here uses the same folder.
     if data_dir is not None:
         os.environ["BIASLAB_DATA_DIR"] = str(data_dir.resolve())
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            variable = "BIASLAB_" + "_".join(str(part) for part in problem["loc"]).upper()
+            typer.echo(
+                f"error: {variable}={problem['input']!r} is invalid: {problem['msg']}", err=True
+            )
+        raise typer.Exit(2) from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings
 
@@ -89,7 +100,12 @@ def db_upgrade(data_dir: DataDirOption = None) -> None:
 
     _configure_logging()
     settings = _settings(data_dir)
-    upgrade(settings.resolved_database_url)
+    try:
+        upgrade(settings.resolved_database_url)
+    except OperationalError as error:
+        url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+        typer.echo(f"error: cannot reach the database at {url}: {error.orig}", err=True)
+        raise typer.Exit(2) from None
     typer.echo("database schema is up to date")
 
 

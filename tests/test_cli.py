@@ -73,3 +73,29 @@ def test_serve_restarts_dead_worker(tmp_path):
     pids = worker_pids(log)
     assert len(pids) == 2, f"expected one restart, saw worker processes {pids}"
     assert pids[1] != first
+
+
+def run_cli(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+def test_invalid_setting_is_one_line(tmp_path):
+    result = run_cli("db", "upgrade", "--data-dir", str(tmp_path), env={"BIASLAB_DEVICE": "gpu"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: BIASLAB_DEVICE='gpu' is invalid: Input should be 'auto', 'cpu' or 'cuda'"
+    )
+
+
+def test_unreachable_database_is_one_line(tmp_path):
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    result = run_cli("db", "upgrade", env={"BIASLAB_DATABASE_URL": url})
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: cannot reach the database at {url}: ")
+    assert "Traceback" not in result.stderr
