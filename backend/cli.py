@@ -167,7 +167,7 @@ def probe(
     for index, number in enumerate(histogram.counts):
         if number == 0:
             continue
-        # Bin i holds the count i + 1; the last bin also holds every larger count.
+        # Bin i contains the count i + 1, and the last bin also contains every larger count.
         label = f"{index + 1}+" if index == last else str(index + 1)
         typer.echo(f"{label:>12}  {number:>7}  {number / histogram.total:>6.1%}")
     typer.echo(

@@ -1,4 +1,4 @@
-"""What the training loop hands to its caller, and how the caller can stop it."""
+"""The interface between the training loop and its caller: snapshots, metrics and stop checks."""
 
 from __future__ import annotations
 
