@@ -25,15 +25,15 @@ def lab(tmp_path) -> Iterator[tuple[str, Settings]]:
         yield base_url, Settings(data_dir=tmp_path)
 
 
-def read_events(response: httpx.Response, wanted: int) -> list[dict]:
-    """Parse SSE messages from a streaming response until `wanted` events arrived."""
+def read_events(response: httpx.Response, expected_count: int) -> list[dict]:
+    """Parse SSE messages from a streaming response until `expected_count` events have arrived."""
     events: list[dict] = []
     current: dict = {}
     for line in response.iter_lines():
         if line == "":
             if "event" in current:
                 events.append(current)
-                if len(events) == wanted:
+                if len(events) == expected_count:
                     return events
             current = {}
         elif not line.startswith(":"):
@@ -69,7 +69,7 @@ def test_events_stream_snapshots_and_resume(lab):
     with httpx.stream("GET", url, timeout=timeout) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         add_snapshot(settings, run_id, 250, [2, 3, -1, 4])
-        first, second = read_events(response, wanted=2)
+        first, second = read_events(response, expected_count=2)
 
     assert first["event"] == "run"
     assert json.loads(first["data"])["status"] == "queued"
@@ -83,7 +83,7 @@ def test_events_stream_snapshots_and_resume(lab):
     add_snapshot(settings, run_id, 500, [3, 3, 3])
     headers = {"Last-Event-ID": second["id"]}
     with httpx.stream("GET", url, headers=headers, timeout=timeout) as response:
-        (resumed,) = read_events(response, wanted=1)
+        (resumed,) = read_events(response, expected_count=1)
     assert resumed["event"] == "snapshot"
     assert int(resumed["id"]) > int(second["id"])
     assert json.loads(resumed["data"])["snapshot"]["step"] == 500
@@ -110,7 +110,7 @@ def test_events_report_progress_of_running_run(lab):
 
     timeout = httpx.Timeout(5, read=READ_TIMEOUT_SECONDS)
     with httpx.stream("GET", url, timeout=timeout) as response:
-        (progress,) = read_events(response, wanted=1)
+        (progress,) = read_events(response, expected_count=1)
     engine.dispose()
 
     assert progress["event"] == "run"

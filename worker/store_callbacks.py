@@ -36,8 +36,8 @@ class StoreCallbacks:
 
     `should_stop` runs after every step, so it reaches the database at most once
     every `heartbeat_seconds`. It also stops the run at once when
-    `shutdown_requested` returns True; `stopped_for_shutdown` then tells the
-    caller to release the run rather than end it.
+    `shutdown_requested` returns True. `stopped_for_shutdown` is then True, and
+    the caller releases the run rather than ending it.
     """
 
     def __init__(

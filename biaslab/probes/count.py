@@ -25,7 +25,7 @@ The rule, applied to each image:
    decoder means. A ghost, whose darkest pixel is below GHOST_MAX_RELATIVE_PEAK of the
    image's darkest pixel, is dropped. Otherwise its blobs are its 8-connected pixels at
    least BLOB_LEVEL as dark as its darkest pixel. Blurring keeps a dot's half-height contour
-   near its radius. The component holds one dot per blob when every blob covers
+   near its radius. The component contains one dot per blob when every blob covers
    BLOB_AREA_RANGE of a dot's area and is at most BLOB_MAX_ELONGATION times as long as wide,
    and when no local maximum of the smoothed darkness darker than a ghost lies outside the
    blobs (a fainter dot hidden in a darker dot's tail). Otherwise the component fails.
@@ -97,9 +97,10 @@ MASS_RATIO_RANGE = (0.6, 1.4)
 # faint dot dropped, a count too low) at 0.4, so the bound stays low.
 GHOST_MAX_RELATIVE_PEAK = 0.25
 # A blurry dot is a blob of pixels at least this share of its component's darkest pixel.
-# Blurring spreads a disk's edge but keeps its half-height contour near the radius: the
-# half-peak area of single renders of radius 2.56 px was 0.87-1.02 of a dot at blur sigma
-# 0.5 px, 0.78-1.02 at 1 px, 0.97-1.26 at 1.5 px and 1.17-1.60 at 2 px (1st-99th percentile).
+# Blurring spreads a disk's edge but keeps its half-height contour near the radius. The
+# half-peak area of single renders of radius 2.56 px, as a share of a dot's area (1st-99th
+# percentile), was 0.87-1.02 at blur sigma 0.5 px, 0.78-1.02 at 1 px, 0.97-1.26 at 1.5 px
+# and 1.17-1.60 at 2 px.
 BLOB_LEVEL = 0.5
 # A blob's area at BLOB_LEVEL, as a share of a dot's area. Two touching dots of one colour
 # 0.7 radii apart cover 1.44 dots, so the top stays below that. VAE samples' dark blobs

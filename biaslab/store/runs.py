@@ -86,9 +86,9 @@ def claim_run(
 def discard_results_after(session: Session, run_id: int, step: int) -> int:
     """Delete the run's snapshots, their events and its metrics after `step`.
 
-    A resumed run reports every step after its checkpoint's again, so an earlier
-    attempt's results past that step go first; with `step` 0 all of them go.
-    Returns the number of snapshots deleted.
+    A resumed run reports every step after its checkpoint again, so an earlier
+    attempt's results past that step are deleted first. With `step` 0 all of them
+    are deleted. Returns the number of snapshots deleted.
     """
     later_snapshots = select(Snapshot.id).where(Snapshot.run_id == run_id, Snapshot.step > step)
     # Snapshot events point at the snapshots, so they go first.
