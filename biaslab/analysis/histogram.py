@@ -14,6 +14,8 @@ class FeatureHistogram(BaseModel):
     """Counts of a feature over fixed bins, plus the samples the probe could not read."""
 
     edges: list[float]
+    # The label of each bin; empty in histograms stored before bins had labels.
+    labels: list[str] = []
     counts: list[int]
     unrecognized: int
     total: int

@@ -1,33 +1,17 @@
-"""Study designs: what a researcher submits, with the limits of every field.
-
-A study names one dataset design, one model and one training recipe. `expand`
-turns a study into the runs it makes. Each `RunSpec` is complete on its own,
-so a run can be reproduced from its spec alone.
-"""
+"""Dataset designs: the training distribution of a study, one class per family."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from biaslab.design.base import Strict
 
 MAX_DOTS = 16
 
 
-class _Strict(BaseModel):
-    # NaN and infinity would slip past range checks and break JSON responses.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class DotsDataset(_Strict):
+class DotsDataset(Strict):
     """Images of k non-overlapping coloured dots on a white background."""
 
     family: Literal["dots"] = "dots"
@@ -95,67 +79,3 @@ class DotsDataset(_Strict):
 
 Dataset = Annotated[DotsDataset, Field(discriminator="family")]
 DATASET_FAMILIES: tuple[str, ...] = ("dots",)
-
-
-class VaeModel(_Strict):
-    """A variational autoencoder with a Gaussian latent and a sigmoid decoder."""
-
-    kind: Literal["vae"] = "vae"
-    architecture: Literal["conv"] = "conv"
-    z_dim: int = Field(default=32, ge=2, le=512)
-    beta: float = Field(default=1.0, ge=0, le=100)
-
-
-Model = Annotated[VaeModel, Field(discriminator="kind")]
-MODEL_KINDS: tuple[str, ...] = ("vae",)
-
-
-class Training(_Strict):
-    steps: int = Field(default=3000, ge=1, le=1_000_000)
-    batch_size: int = Field(default=64, ge=1, le=1024)
-    learning_rate: float = Field(default=1e-3, gt=0, le=1)
-    snapshot_every: int = Field(default=250, ge=1, le=1_000_000)
-    samples_per_snapshot: int = Field(default=1000, ge=64, le=10_000)
-    checkpoint_every: int = Field(
-        default=500,
-        ge=1,
-        le=1_000_000,
-        description=(
-            "Steps between checkpoints. A checkpoint is also written at every snapshot "
-            "and when a run stops early, and a resent run resumes from the latest one."
-        ),
-    )
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
-
-    @field_validator("snapshot_every")
-    @classmethod
-    def _snapshot_within_steps(cls, snapshot_every: int, info: ValidationInfo) -> int:
-        steps = info.data.get("steps")
-        if steps is not None and snapshot_every > steps:
-            raise ValueError(
-                f"snapshot_every {snapshot_every} is larger than steps {steps}; "
-                "use at most the number of steps"
-            )
-        return snapshot_every
-
-
-class RunSpec(_Strict):
-    """Everything one training run needs: what to draw, what to train, how."""
-
-    dataset: Dataset
-    model: Model
-    training: Training
-
-
-class StudyCreate(RunSpec):
-    name: Annotated[
-        str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-        # Control characters (NUL, newlines, escapes) have no place in a title.
-        Field(pattern=r"^[^\x00-\x1f\x7f]+$"),
-    ]
-
-
-def expand(study: StudyCreate) -> list[RunSpec]:
-    """Return the runs of a study, in order."""
-    return [RunSpec(dataset=study.dataset, model=study.model, training=study.training)]

@@ -1,0 +1,82 @@
+"""Studies and runs: a dataset design, a model and a training recipe.
+
+`expand` turns a study into the runs it makes. Each `RunSpec` is complete on
+its own, so a run can be reproduced from its spec alone.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+
+from biaslab.design.base import Strict
+from biaslab.design.datasets import Dataset
+from biaslab.design.models import Model
+
+AdamBeta = Annotated[float, Field(ge=0, lt=1)]
+
+
+class Training(Strict):
+    steps: int = Field(default=3000, ge=1, le=1_000_000)
+    batch_size: int = Field(default=64, ge=1, le=1024)
+    learning_rate: float = Field(default=1e-3, gt=0, le=1)
+    snapshot_every: int = Field(default=250, ge=1, le=1_000_000)
+    samples_per_snapshot: int = Field(default=1000, ge=64, le=10_000)
+    checkpoint_every: int = Field(
+        default=500,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Steps between checkpoints. A checkpoint is also written at every snapshot "
+            "and when a run stops early, and a resent run resumes from the latest one."
+        ),
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    adam_betas: tuple[AdamBeta, AdamBeta] | None = Field(
+        default=None,
+        description="Adam's (beta1, beta2); null uses the model's default.",
+    )
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        default="constant",
+        description="Learning rate over the run: constant, or cosine decay to zero.",
+    )
+    warmup_steps: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="Steps over which the learning rate rises linearly from zero.",
+    )
+
+    @field_validator("snapshot_every")
+    @classmethod
+    def _snapshot_within_steps(cls, snapshot_every: int, info: ValidationInfo) -> int:
+        steps = info.data.get("steps")
+        if steps is not None and snapshot_every > steps:
+            raise ValueError(
+                f"snapshot_every {snapshot_every} is larger than steps {steps}; "
+                "use at most the number of steps"
+            )
+        return snapshot_every
+
+
+class RunSpec(Strict):
+    """Everything one training run needs: what to draw, what to train, how."""
+
+    dataset: Dataset
+    model: Model
+    training: Training
+
+
+class StudyCreate(RunSpec):
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+        # Control characters (NUL, newlines, escapes) have no place in a title.
+        Field(pattern=r"^[^\x00-\x1f\x7f]+$"),
+    ]
+
+
+def expand(study: StudyCreate) -> list[RunSpec]:
+    """Return the runs of a study, in order."""
+    return [RunSpec(dataset=study.dataset, model=study.model, training=study.training)]
