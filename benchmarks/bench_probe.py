@@ -2,10 +2,12 @@
 
 Run: python benchmarks/bench_probe.py [--images 10000] [--speed-images 8192]
 
-Speed: count_dots on 64x64 and 32x32 renders of 1-12 dots with noise 0.03, float and uint8
-input, the best of several passes. Accuracy: the share of images whose count is exact,
-unrecognized, or wrong, on fresh renders of 1-12 dots (fewer where 12 do not fit) for each
-image size, noise and radius. Blurred renders show what becomes of blurry samples.
+Speed: count_dots, and read_dots (counts and dot sizes), on 64x64 and 32x32 renders of 1-12
+dots with noise 0.03, float and uint8 input, the best of several passes. Accuracy: the share
+of images whose count is exact, unrecognized, or wrong, on fresh renders of 1-12 dots (fewer
+where 12 do not fit) for each image size, noise and radius, then for each radius and colour
+mode with the error of the mean dot radius. Blurred renders show what becomes of blurry
+samples.
 """
 
 from __future__ import annotations
@@ -14,25 +16,64 @@ import argparse
 import os
 import platform
 import time
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
 
 from biaslab.analysis.histogram import UNRECOGNIZED
-from biaslab.datasets.dots import largest_count_that_fits, render_counts
+from biaslab.datasets.dots import largest_count_that_fits, render_counts, render_dots
+from biaslab.design import DotsDataset
 from biaslab.images import to_uint8
-from biaslab.probes.count import count_dots
+from biaslab.probes.count import count_dots, read_dots
 
 DEFAULT_RADIUS = 0.08
 MAX_COUNT = 12
+PALETTE = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3"]
+# Designs of the mode table: (label, fields). Counts are 1-12 unless the fields set others.
+MODE_DESIGNS: list[tuple[str, dict[str, object]]] = [
+    ("constant area, 0.15 at 1 dot", {"radius_mode": "constant_area", "dot_radius": 0.15}),
+    # At 32x32 dots of radius 0.15 / sqrt(k) stay countable (2.5 px) up to k = 3.
+    (
+        "constant area, 0.15 at 1 dot",
+        {"radius_mode": "constant_area", "dot_radius": 0.15, "counts": [1, 2, 3]},
+    ),
+    ("range 0.04-0.12", {"radius_mode": "range", "radius_range": (0.04, 0.12)}),
+    ("range 0.08-0.1", {"radius_mode": "range", "radius_range": (0.08, 0.1)}),
+    ("range 0.08-0.12", {"radius_mode": "range", "radius_range": (0.08, 0.12)}),
+    ("one colour #000000", {"colour_mode": "one", "colours": ["#000000"]}),
+    ("one colour #e5e5e5 (palest)", {"colour_mode": "one", "colours": ["#e5e5e5"]}),
+    ("one colour #ffff00", {"colour_mode": "one", "colours": ["#ffff00"]}),
+    ("palette of 4", {"colour_mode": "palette", "colours": PALETTE}),
+    (
+        "range 0.04-0.1, one colour #808080",
+        {
+            "radius_mode": "range",
+            "radius_range": (0.04, 0.1),
+            "colour_mode": "one",
+            "colours": ["#808080"],
+        },
+    ),
+    (
+        "constant area, palette of 2",
+        {
+            "radius_mode": "constant_area",
+            "dot_radius": 0.15,
+            "colour_mode": "palette",
+            "colours": PALETTE[:2],
+        },
+    ),
+]
 
 
-def images_per_second(images: np.ndarray, repeats: int) -> float:
-    count_dots(images[:64], DEFAULT_RADIUS)  # warm up
+def images_per_second(
+    images: np.ndarray, repeats: int, read: Callable[[np.ndarray, float], object] = count_dots
+) -> float:
+    read(images[:64], DEFAULT_RADIUS)  # warm up
     best = 0.0
     for _ in range(repeats):
         start = time.perf_counter()
-        count_dots(images, DEFAULT_RADIUS)
+        read(images, DEFAULT_RADIUS)
         best = max(best, images.shape[0] / (time.perf_counter() - start))
     return best
 
@@ -89,6 +130,39 @@ def accuracy_tables(n: int) -> None:
                 print_row(f"{size}x{size}, {radius}, {scaled_sigma:g}", shares)
 
 
+def mode_table(n: int) -> None:
+    rng = np.random.default_rng(2025)
+    print(f"\nRadius and colour modes, noise 0.03, {n:,} renders per row\n")
+    print(
+        "| mode, image size, counts | exact | unrecognized | too low | too high "
+        "| radius error, median | radius error, 95th percentile |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, fields in MODE_DESIGNS:
+        for size in (32, 64):
+            try:
+                design = DotsDataset.model_validate(
+                    {"image_size": size, "counts": list(range(1, 13)), "noise": 0.03, **fields}
+                )
+            except ValueError as rejected:
+                reason = str(rejected).splitlines()[1].strip()[:90]
+                print(f"| {label}, {size}x{size} | rejected: {reason} | | | | | |")
+                continue
+            top = max(design.counts)
+            batch = render_dots(design, n, rng)
+            reading = read_dots(batch.images, design.radius_bounds())
+            shares = outcome_shares(reading.counts, batch.counts)
+            exact = reading.counts == batch.counts
+            radius_error = np.abs(reading.mean_radii[exact] / batch.mean_radii[exact] - 1)
+            median, high_percentile = np.percentile(radius_error, [50, 95])
+            exact_share, unrecognized, low, high = shares
+            print(
+                f"| {label}, {size}x{size}, 1-{top} | {100 * exact_share:.2f}% | "
+                f"{100 * unrecognized:.2f}% | {100 * low:.2f}% | {100 * high:.2f}% | "
+                f"{100 * median:.1f}% | {100 * high_percentile:.1f}% |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -112,12 +186,16 @@ def main() -> None:
         )
         as_float = images_per_second(images, arguments.repeats)
         as_uint8 = images_per_second(to_uint8(images), arguments.repeats)
+        sizes_float = images_per_second(images, arguments.repeats, read_dots)
+        sizes_uint8 = images_per_second(to_uint8(images), arguments.repeats, read_dots)
         print(
-            f"count_dots {size}x{size}: {as_float:,.0f} images/s (float32), "
-            f"{as_uint8:,.0f} images/s (uint8)"
+            f"{size}x{size}: count_dots {as_float:,.0f} images/s (float32), "
+            f"{as_uint8:,.0f} images/s (uint8); read_dots {sizes_float:,.0f} images/s "
+            f"(float32), {sizes_uint8:,.0f} images/s (uint8)"
         )
     if arguments.images > 0:
         accuracy_tables(arguments.images)
+        mode_table(arguments.images)
 
 
 if __name__ == "__main__":

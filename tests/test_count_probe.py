@@ -7,9 +7,10 @@ import pytest
 from scipy import ndimage
 
 from biaslab.analysis.histogram import UNRECOGNIZED
-from biaslab.datasets.dots import render_counts
+from biaslab.datasets.dots import render_counts, render_dots
+from biaslab.design import DotsDataset
 from biaslab.images import to_uint8
-from biaslab.probes.count import count_dots
+from biaslab.probes.count import count_dots, read_dots
 
 RADIUS = 0.08
 ACCURACY_IMAGES = 2000
@@ -296,3 +297,111 @@ def test_blurred_big_disk_is_unrecognized(image_size):
     paint_disk(image, (image_size / 2, image_size / 2), 1.6 * radius, (0.3, 0.3, 0.3))
     found = count_dots(blur(image, 0.4 * radius)[None], RADIUS)[0]
     assert found == UNRECOGNIZED, f"a blurred disk 1.6 radii wide was counted as {found}"
+
+
+# Radius and colour modes: accuracy tables of bench_probe.py, 2,000 renders per row.
+
+PALETTE = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3"]
+TWELVE = list(range(1, 13))
+MODE_DESIGNS = {
+    "constant area 64": {"image_size": 64, "radius_mode": "constant_area", "dot_radius": 0.15},
+    # At 32x32 the smallest countable radius (0.078) and the largest (0.15) allow 1-3 dots.
+    "constant area 32": {
+        "image_size": 32,
+        "counts": [1, 2, 3],
+        "radius_mode": "constant_area",
+        "dot_radius": 0.15,
+    },
+    "range 64": {"image_size": 64, "radius_mode": "range", "radius_range": (0.04, 0.12)},
+    "range 32": {"image_size": 32, "radius_mode": "range", "radius_range": (0.08, 0.1)},
+    "one black 32": {"image_size": 32, "colour_mode": "one", "colours": ["#000000"]},
+    "one black 64": {"image_size": 64, "colour_mode": "one", "colours": ["#000000"]},
+    "one palest 32": {"image_size": 32, "colour_mode": "one", "colours": ["#e5e5e5"]},
+    "one palest 64": {"image_size": 64, "colour_mode": "one", "colours": ["#e5e5e5"]},
+    "palette 32": {"image_size": 32, "colour_mode": "palette", "colours": PALETTE},
+    "palette 64": {"image_size": 64, "colour_mode": "palette", "colours": PALETTE},
+    "range and one colour 64": {
+        "image_size": 64,
+        "radius_mode": "range",
+        "radius_range": (0.04, 0.1),
+        "colour_mode": "one",
+        "colours": ["#808080"],
+    },
+    "constant area and palette 64": {
+        "image_size": 64,
+        "radius_mode": "constant_area",
+        "dot_radius": 0.15,
+        "colour_mode": "palette",
+        "colours": PALETTE[:2],
+    },
+}
+
+
+def mode_design(name: str) -> DotsDataset:
+    fields = {"counts": TWELVE, "noise": 0.03, **MODE_DESIGNS[name]}
+    return DotsDataset.model_validate(fields)
+
+
+@pytest.mark.parametrize("name", list(MODE_DESIGNS))
+def test_exact_count_accuracy_per_mode(name):
+    design = mode_design(name)
+    batch = render_dots(design, ACCURACY_IMAGES, np.random.default_rng(200 + len(name)))
+    found = count_dots(batch.images, design.radius_bounds())
+    accuracy = (found == batch.counts).mean()
+    unrecognized = (found == UNRECOGNIZED).mean()
+    assert accuracy >= 0.995, (
+        f"{name}: {accuracy:.4f} exact ({unrecognized:.4f} unrecognized) on "
+        f"1-{max(design.counts)} dots with noise 0.03"
+    )
+
+
+@pytest.mark.parametrize("name", list(MODE_DESIGNS))
+def test_dot_size_reading_per_mode(name):
+    # bench_probe.py measured median errors of 0.2-1.1% and 95th percentiles of 0.4-4.2%.
+    design = mode_design(name)
+    batch = render_dots(design, ACCURACY_IMAGES // 4, np.random.default_rng(300 + len(name)))
+    reading = read_dots(batch.images, design.radius_bounds())
+    exact = reading.counts == batch.counts
+    error = np.abs(reading.mean_radii[exact] / batch.mean_radii[exact] - 1)
+    assert np.median(error) <= 0.02, f"{name}: median radius error {np.median(error):.3f}"
+    assert np.percentile(error, 95) <= 0.06, (
+        f"{name}: 95th percentile radius error {np.percentile(error, 95):.3f}"
+    )
+
+
+def test_read_dots_counts_like_count_dots():
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 13, 400)
+    images = render_counts(counts, image_size=32, dot_radius=RADIUS, noise=0.03, rng=rng)
+    reading = read_dots(images, RADIUS)
+    assert np.array_equal(reading.counts, count_dots(images, RADIUS)), "counts differ"
+    unrecognized = reading.counts == UNRECOGNIZED
+    assert unrecognized.any(), "images without dots should be unrecognized"
+    assert np.isnan(reading.mean_radii[unrecognized]).all(), "unrecognized images need NaN"
+    assert not np.isnan(reading.mean_radii[~unrecognized]).any(), "recognized images need a size"
+
+
+def test_one_radius_as_range_counts_the_same():
+    rng = np.random.default_rng(6)
+    counts = rng.integers(1, 13, 400)
+    images = render_counts(counts, image_size=64, dot_radius=RADIUS, noise=0.03, rng=rng)
+    assert np.array_equal(count_dots(images, (RADIUS, RADIUS)), count_dots(images, RADIUS))
+
+
+def test_blurred_dot_size_read_from_blobs():
+    rng = np.random.default_rng(7)
+    counts = rng.integers(1, 7, 500)
+    renders = render_counts(counts, image_size=64, dot_radius=0.1, noise=0.0, rng=rng)
+    blurred = ndimage.gaussian_filter(renders, sigma=(0, 2.0, 2.0, 0))
+    reading = read_dots(blurred, 0.1)
+    exact = reading.counts == counts
+    assert exact.mean() > 0.5, f"only {exact.mean():.2f} of blurred renders counted"
+    # Half-peak blobs come out slightly small: a median error of 5.1% on this seed.
+    error = np.abs(reading.mean_radii[exact] / 0.1 - 1)
+    assert np.median(error) <= 0.08, f"median radius error {np.median(error):.3f} when blurred"
+
+
+@pytest.mark.parametrize("radius", [(0.1, 0.05), (0.0, 0.1), (0.1, 0.5), (0.1,)])
+def test_rejects_invalid_radius_range(radius):
+    with pytest.raises(ValueError, match="dot_radius must be one radius or"):
+        count_dots(np.ones((1, 32, 32, 3)), radius)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -9,6 +11,7 @@ from scipy import stats
 from biaslab.datasets.dots import (
     MAX_CHANNEL,
     MIN_CENTRE_DISTANCE,
+    DotLayout,
     DotsTrainingSet,
     check_counts_fit,
     largest_count_that_fits,
@@ -279,3 +282,204 @@ def test_reference_counts_leave_batches_unchanged():
     assert np.array_equal(data.batch(8).images, twin.batch(8).images), (
         "drawing reference counts changed the training batches"
     )
+
+
+# Radius modes, colour modes and spacing
+
+
+def test_default_design_renders_as_before_modes_existed():
+    # SHA-256 of this noise-free render, recorded with the renderer before radius modes,
+    # colour modes and spacing were fields. Stored studies reproduce only if it stays equal.
+    design = DotsDataset(counts=[1, 4, 9, 16], image_size=32, noise=0.0)
+    batch = render_dots(design, 64, np.random.default_rng(0))
+    digest = hashlib.sha256(batch.images.tobytes()).hexdigest()
+    assert digest == "1430a67e794cc57618e5a702cfc94102b72878de16e5713079b43eb1cda14d61", (
+        "the default design no longer renders the images it rendered before"
+    )
+    assert (batch.mean_radii == 0.08).all(), "fixed radius: every mean radius is dot_radius"
+
+
+def test_constant_area_keeps_total_ink_constant():
+    design = DotsDataset(
+        counts=[1, 2, 4, 8, 12],
+        image_size=64,
+        noise=0.0,
+        radius_mode="constant_area",
+        dot_radius=0.15,
+        colour_mode="one",
+        colours=["#000000"],
+    )
+    batch = render_dots(design, 400, np.random.default_rng(20))
+    expected_radii = 0.15 / np.sqrt(batch.counts)
+    np.testing.assert_allclose(batch.mean_radii, expected_radii, rtol=1e-12)
+    # Black dots: the summed darkness of an image is its dot area in pixels. The ramp
+    # clip(r + 0.5 - distance, 0, 1) covers pi * (r^2 + 1/12) pixels per dot.
+    ink = (1.0 - batch.images).mean(axis=3).sum(axis=(1, 2))
+    for count in design.counts:
+        radius = 0.15 * 64 / np.sqrt(count)
+        expected_area = count * np.pi * (radius**2 + 1 / 12)
+        area = ink[batch.counts == count]
+        assert np.abs(area / expected_area - 1).max() < 0.01, (
+            f"{count} dots cover {area.min():.1f}-{area.max():.1f} px, not {expected_area:.1f}"
+        )
+
+
+def test_radius_range_draws_uniform_radii():
+    layout = DotLayout(image_size=64, radius_mode="range", radius_range=(0.05, 0.12))
+    counts = np.full(2000, 6)
+    radii = layout.radii(counts, np.random.default_rng(21))
+    assert isinstance(radii, np.ndarray) and radii.shape == (2000, 6), "one radius per dot"
+    drawn = radii.reshape(-1) / 64
+    assert drawn.min() >= 0.05 and drawn.max() <= 0.12, f"{drawn.min()}-{drawn.max()}"
+    p_value = stats.kstest(drawn, stats.uniform(0.05, 0.07).cdf).pvalue
+    assert p_value > 1e-3, f"radii are not uniform on 0.05-0.12 (p = {p_value:.2g})"
+
+
+def test_radius_range_mean_radii_match_drawn_dots():
+    design = DotsDataset(
+        counts=[1, 5, 9], image_size=64, radius_mode="range", radius_range=(0.05, 0.1), noise=0.0
+    )
+    batch = render_dots(design, 300, np.random.default_rng(22))
+    assert (batch.mean_radii >= 0.05).all() and (batch.mean_radii <= 0.1).all()
+    one_dot = batch.counts == 1
+    # A single dot's radius, re-derived from its pixels: area over pi.
+    ink = (1.0 - batch.images[one_dot]).max(axis=3)
+    for image_ink, radius in zip(ink, batch.mean_radii[one_dot], strict=True):
+        interior = image_ink >= image_ink.max() - 1e-6
+        covered = (image_ink / image_ink.max()).sum()
+        measured = np.sqrt(covered / np.pi) / 64
+        assert abs(measured - radius) < 0.003, f"radius {radius:.4f} drawn, {measured:.4f} seen"
+        assert interior.any()
+
+
+@pytest.mark.parametrize("spacing", [0.5, 1.5])
+def test_spacing_kept_between_dots_of_any_radii(spacing):
+    image_size = 64
+    layout = DotLayout(
+        image_size=image_size, radius_mode="range", radius_range=(0.04, 0.09), min_spacing=spacing
+    )
+    counts = np.full(300, 8)
+    rng = np.random.default_rng(23)
+    radii = layout.radii(counts, rng)
+    assert isinstance(radii, np.ndarray)
+    centres = place_dots(counts, image_size=image_size, radius=radii, rng=rng, min_spacing=spacing)
+    distance = np.linalg.norm(centres[:, :, None] - centres[:, None, :], axis=-1)
+    mean_radius = (radii[:, :, None] + radii[:, None, :]) / 2
+    gap = distance - 2 * mean_radius  # between the edges
+    gap[:, np.arange(8), np.arange(8)] = np.inf
+    assert (gap > spacing * mean_radius).all(), (
+        f"a gap of {(gap / mean_radius).min():.3f} radii, below {spacing}"
+    )
+    assert (centres >= radii[:, :, None]).all(), "a dot pokes out of the top or left"
+    assert (centres <= image_size - radii[:, :, None]).all(), "a dot pokes out of the bottom"
+
+
+def test_one_colour_paints_every_dot():
+    design = DotsDataset(
+        counts=[3, 7], image_size=64, noise=0.0, colour_mode="one", colours=["#1f77b4"]
+    )
+    batch = render_dots(design, 40, np.random.default_rng(24))
+    expected = np.array([31, 119, 180], dtype=np.float32) / 255
+    for index, image in enumerate(batch.images):
+        colours = np.array(list(interior_colours(image)))
+        assert len(colours) == 1, f"image {index}: {len(colours)} interior colours, expected 1"
+        np.testing.assert_allclose(colours[0], expected, atol=1e-6)
+
+
+def test_palette_colours_drawn_per_dot():
+    palette = ["#d62728", "#2ca02c", "#9467bd"]
+    design = DotsDataset(
+        counts=[6], image_size=64, noise=0.0, colour_mode="palette", colours=palette
+    )
+    batch = render_dots(design, 200, np.random.default_rng(25))
+    # Interior pixels are 1 - (1 - colour) in float32, so colours match to 5 decimals.
+    expected = {tuple(np.round(rgb, 5)) for rgb in design.rgb_colours() or []}
+    seen: set[tuple[float, ...]] = set()
+    mixed = 0
+    for image in batch.images:
+        colours = {tuple(np.round(colour, 5)) for colour in interior_colours(image)}
+        assert colours <= expected, f"colours {colours - expected} are not in the palette"
+        seen |= colours
+        mixed += len(colours) > 1
+    assert seen == expected, "every palette colour should appear in 200 images of 6 dots"
+    assert mixed > 190, f"only {mixed} of 200 images mix colours: colours are not drawn per dot"
+
+
+def test_mode_renders_are_deterministic():
+    design = DotsDataset(
+        counts=[2, 5],
+        image_size=64,
+        radius_mode="range",
+        radius_range=(0.05, 0.1),
+        colour_mode="palette",
+        colours=["#000000", "#ff7f0e"],
+    )
+    first = render_dots(design, 200, np.random.default_rng(26))
+    second = render_dots(design, 200, np.random.default_rng(26))
+    assert np.array_equal(first.images, second.images), "images differ for the same seed"
+    assert np.array_equal(first.mean_radii, second.mean_radii), "radii differ for the same seed"
+
+
+def test_largest_count_that_fits_per_mode():
+    fixed_large = largest_count_that_fits(image_size=64, dot_radius=0.15)
+    fixed_small = largest_count_that_fits(image_size=64, dot_radius=0.1)
+    ranged = largest_count_that_fits(image_size=64, radius_mode="range", radius_range=(0.1, 0.15))
+    assert fixed_large <= ranged <= fixed_small, (
+        f"radii 0.1-0.15 fit {ranged} dots, outside {fixed_large} (0.15) to {fixed_small} (0.1)"
+    )
+    spaced = largest_count_that_fits(image_size=64, dot_radius=0.1, min_spacing=1.0)
+    assert spaced < fixed_small, f"wider spacing fits {spaced} dots, not fewer than {fixed_small}"
+    constant = largest_count_that_fits(image_size=64, radius_mode="constant_area", dot_radius=0.15)
+    assert constant == 16, f"constant area of one dot of 0.15 fits up to {constant} dots"
+
+
+def test_constant_area_fit_message_lists_counts_that_fit():
+    with pytest.raises(ValueError) as raised:
+        check_counts_fit(
+            counts=[16],
+            image_size=64,
+            radius_mode="constant_area",
+            dot_radius=0.11,
+            reference_count=16,
+        )
+    message = str(raised.value)
+    assert message.startswith("counts [16] do not fit with constant-area radii"), message
+    assert "the largest count that fits is" in message, message
+
+
+def test_fixed_training_set_keeps_mean_radii():
+    design = DotsDataset(
+        counts=[1, 4],
+        image_size=64,
+        radius_mode="range",
+        radius_range=(0.05, 0.1),
+        training_images=64,
+    )
+    data = DotsTrainingSet(design, seed=27)
+    assert data.fixed is not None
+    batch = data.batch(32)
+    matches = (batch.images.reshape(32, 1, -1) == data.fixed.images.reshape(1, 64, -1)).all(axis=2)
+    rows = matches.argmax(axis=1)
+    assert np.array_equal(batch.mean_radii, data.fixed.mean_radii[rows]), "radii do not match"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"radius_mode": "range"}, r"radius_range must be \(smaller, larger\)"),
+        ({"radius_mode": "range", "radius_range": (0.1, 0.6)}, "radius_range must lie below 0.5"),
+        ({"radius_mode": "size"}, "radius_mode must be fixed, constant_area or range"),
+        ({"min_spacing": -1.0}, "min_spacing must be at least 0"),
+        ({"colours": [(0.0, 0.0, 1.5)]}, r"colour channels must lie in \[0, 1\]"),
+        ({"colours": [(0.0, 0.0)]}, "colours must be a list of RGB triples"),
+        (
+            {"radius_mode": "constant_area", "dot_radius": 0.3, "reference_count": 4},
+            "not below 0.5 of the image width",
+        ),
+    ],
+)
+def test_render_rejects_invalid_modes(arguments, message):
+    call = {"counts": np.array([1]), "image_size": 32, "dot_radius": 0.08, "noise": 0.0}
+    call.update(arguments)
+    with pytest.raises(ValueError, match=message):
+        render_counts(**call, rng=np.random.default_rng(0))

@@ -1,9 +1,12 @@
 """Images of k non-overlapping coloured dots on a white background, rendered batch at a time.
 
 Pixel (i, j) covers [j, j + 1) x [i, i + 1), so a 64x64 image spans [0, 64] on both axes.
-A dot's centre lies at least one radius from every border, and the centres of two dots in
-one image are more than `MIN_CENTRE_DISTANCE` radii apart. Each dot has one colour, drawn
-uniformly from [0, `MAX_CHANNEL`] per channel. Edges are anti-aliased.
+A dot's centre lies at least one radius from every border. The edges of two dots in one image
+are more than `min_spacing` times their mean radius apart, so with the default spacing of 0.1
+the centres of two dots of radius r are more than `MIN_CENTRE_DISTANCE` radii apart. Radii are
+fixed, shrink with the count so that the total dot area stays constant, or are drawn per dot
+from a range. Colours are drawn per channel from [0, `MAX_CHANNEL`], or are one given colour,
+or are drawn per dot from a palette. Edges are anti-aliased.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +22,15 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from biaslab.datasets.noise import fill_with_noise, reflect_into_unit_interval
 from biaslab.design import MAX_DOTS, DotsDataset
+from biaslab.design.datasets import DEFAULT_MIN_SPACING, RadiusMode, constant_area_radius
 
 logger = logging.getLogger(__name__)
 
-# Centres closer than this many radii are rejected, so dots never overlap and keep a gap of
-# at least a tenth of a radius between their edges.
-MIN_CENTRE_DISTANCE = 2.1
+# With the default spacing, centres of two dots of one radius closer than this many radii are
+# rejected, so dots never overlap and keep a gap of at least a tenth of a radius.
+MIN_CENTRE_DISTANCE = 2 + DEFAULT_MIN_SPACING
 # The palest channel value a dot may have. At 0.9 every dot differs from the white
 # background by at least 0.1 in every channel, so a probe can tell it from the background.
 MAX_CHANNEL = 0.9
@@ -43,38 +49,115 @@ _MAX_RESTARTS = 200
 _FIT_TEST_IMAGES = 256
 _FIT_TEST_RESTARTS = _MAX_RESTARTS // 8
 _FIT_TEST_SEED = 0
+# The fit test gives up early when every test image is still stuck after this many attempts.
+# If each image places with probability 0.05 per attempt, all 256 stay stuck after two
+# attempts with probability 4e-12, and the whole budget would fail anyway. So giving up
+# changes almost no outcome, and a count that does not fit costs about a tenth of the time.
+_FIT_TEST_GIVE_UP_ATTEMPTS = 2
 
 # Images per thread task, and per block of noise: small enough that buffers stay in cache.
 _CHUNK_IMAGES = 128
-_NOISE_BLOCK_IMAGES = 16
 _MAX_THREADS = 4
 
 
 @dataclass(frozen=True)
 class DotsBatch:
-    """Rendered images with the true number of dots in each."""
+    """Rendered images with the true number of dots and the true mean dot radius of each."""
 
     images: np.ndarray  # float32, (N, H, W, 3), values in [0, 1], white background = 1.0
     counts: np.ndarray  # int64, (N,), true number of dots in each image
+    # float64, (N,): mean dot radius as a fraction of the image width, NaN without dots
+    mean_radii: np.ndarray
+
+
+@dataclass(frozen=True)
+class DotLayout:
+    """Dot sizes and spacing: everything that placing dots depends on.
+
+    Radii are fractions of the image width. "fixed" gives every dot `dot_radius`.
+    "constant_area" gives an image of k dots the radius dot_radius * sqrt(reference_count / k).
+    "range" draws each dot's radius uniformly from `radius_range`. Two dots of radii a and b
+    keep their edges more than min_spacing * (a + b) / 2 apart.
+    """
+
+    image_size: int
+    dot_radius: float = 0.08
+    radius_mode: RadiusMode = "fixed"
+    radius_range: tuple[float, float] | None = None
+    reference_count: int = 1
+    min_spacing: float = DEFAULT_MIN_SPACING
+
+    def __post_init__(self) -> None:
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}")
+        if self.radius_mode not in ("fixed", "constant_area", "range"):
+            raise ValueError(
+                f"radius_mode must be fixed, constant_area or range, got {self.radius_mode!r}"
+            )
+        if self.radius_mode == "range":
+            if self.radius_range is None or not 0 < self.radius_range[0] < self.radius_range[1]:
+                raise ValueError(
+                    f"radius_range must be (smaller, larger) radii above 0, got {self.radius_range}"
+                )
+            if self.radius_range[1] >= 0.5:
+                raise ValueError(f"radius_range must lie below 0.5, got {self.radius_range}")
+        elif not 0 < self.dot_radius < 0.5:
+            raise ValueError(
+                f"dot_radius must lie in (0, 0.5) of the image width, got {self.dot_radius}"
+            )
+        if self.reference_count < 1:
+            raise ValueError(f"reference_count must be at least 1, got {self.reference_count}")
+        if self.min_spacing < 0:
+            raise ValueError(f"min_spacing must be at least 0, got {self.min_spacing}")
+
+    def radius_for_count(self, count: int) -> float:
+        """Return the radius of every dot at this count; fixed and constant_area only."""
+        if self.radius_mode == "constant_area":
+            return constant_area_radius(self.dot_radius, self.reference_count, count)
+        return self.dot_radius
+
+    def radii(self, counts: np.ndarray, rng: np.random.Generator) -> float | np.ndarray:
+        """Return dot radii in pixels: one float for fixed, else float64 (N, max(counts)).
+
+        Slots past an image's count are NaN. Only the range mode draws from `rng`.
+        """
+        if self.radius_mode == "fixed":
+            return self.dot_radius * self.image_size
+        slots = int(counts.max()) if counts.size else 0
+        present = np.arange(slots) < counts[:, None]
+        if self.radius_mode == "range":
+            assert self.radius_range is not None  # checked in __post_init__
+            low, high = self.radius_range
+            drawn = rng.uniform(low * self.image_size, high * self.image_size, (counts.size, slots))
+            return np.where(present, drawn, np.nan)
+        per_image = self.dot_radius * np.sqrt(self.reference_count / np.maximum(counts, 1))
+        return np.where(present, (per_image * self.image_size)[:, None], np.nan)
+
+    def describe(self) -> str:
+        """Describe the radii in words for error messages."""
+        if self.radius_mode == "range":
+            assert self.radius_range is not None
+            return f"dot radii drawn from {self.radius_range[0]:g}-{self.radius_range[1]:g}"
+        if self.radius_mode == "constant_area":
+            return (
+                f"constant-area radii (dot_radius {self.dot_radius:g} at "
+                f"{self.reference_count} dots)"
+            )
+        return f"dot_radius {self.dot_radius:g}"
 
 
 def render_dots(design: DotsDataset, n: int, rng: np.random.Generator) -> DotsBatch:
     """Render n images whose counts are drawn from design.counts with its probabilities.
 
     The probabilities are design.count_probabilities(). The images use the design's size,
-    radius and noise.
+    radii, colours, spacing and noise.
     """
     counts = rng.choice(
         np.asarray(design.counts, dtype=np.int64), size=n, p=design.count_probabilities()
     )
-    images = render_counts(
-        counts,
-        image_size=design.image_size,
-        dot_radius=design.dot_radius,
-        noise=design.noise,
-        rng=rng,
-    )
-    return DotsBatch(images=images, counts=counts)
+    layout = DotLayout(**design.layout_arguments())
+    images, radii = _render(counts, layout, design.noise, design.rgb_colours(), rng)
+    return DotsBatch(images=images, counts=counts, mean_radii=_mean_radii(radii, counts, layout))
 
 
 def render_counts(
@@ -84,19 +167,46 @@ def render_counts(
     dot_radius: float,
     noise: float,
     rng: np.random.Generator,
+    radius_mode: RadiusMode = "fixed",
+    radius_range: tuple[float, float] | None = None,
+    reference_count: int = 1,
+    colours: Sequence[tuple[float, float, float]] | None = None,
+    min_spacing: float = DEFAULT_MIN_SPACING,
 ) -> np.ndarray:
     """Render one image per entry of counts, as float32 (N, H, W, 3) in [0, 1].
 
-    `dot_radius` is a fraction of the image width. Noise is Gaussian with standard deviation
-    `noise`, reflected at 0 and 1 rather than clipped. Positions and colours come from `rng`.
-    Noise, drawing and reflection run in threads on chunks of `_CHUNK_IMAGES` images, each
-    chunk with a generator seeded from `rng`, so the images depend on the state of `rng` and
-    not on the number of threads. Raises ValueError when a count does not fit at this radius.
+    `dot_radius` is a fraction of the image width, and `radius_mode`, `radius_range`,
+    `reference_count` and `min_spacing` act as in DotLayout. `colours` are RGB in [0, 1]:
+    None draws each channel from [0, MAX_CHANNEL], one colour paints every dot, and several
+    are drawn per dot with equal probability. Noise is Gaussian with standard deviation
+    `noise`, reflected at 0 and 1 rather than clipped. Positions, radii and colours come from
+    `rng`. Noise, drawing and reflection run in threads on chunks of `_CHUNK_IMAGES` images,
+    each chunk with a generator seeded from `rng`, so the images depend on the state of `rng`
+    and not on the number of threads. Raises ValueError when a count does not fit.
     """
-    counts = np.asarray(counts, dtype=np.int64)
-    _check_render_arguments(counts, image_size, dot_radius, noise)
+    layout = DotLayout(
+        image_size=image_size,
+        dot_radius=dot_radius,
+        radius_mode=radius_mode,
+        radius_range=radius_range,
+        reference_count=reference_count,
+        min_spacing=min_spacing,
+    )
+    images, _ = _render(np.asarray(counts, dtype=np.int64), layout, noise, colours, rng)
+    return images
 
-    radius = dot_radius * image_size
+
+def _render(
+    counts: np.ndarray,
+    layout: DotLayout,
+    noise: float,
+    colours: Sequence[tuple[float, float, float]] | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, float | np.ndarray]:
+    """Render the images and return them with the radii in pixels (see DotLayout.radii)."""
+    palette = _check_render_arguments(counts, layout, noise, colours)
+
+    image_size = layout.image_size
     starts = range(0, counts.size, _CHUNK_IMAGES)
     seeds = rng.integers(0, 2**63, size=len(starts))
     images = np.empty((counts.size, image_size, image_size, 3), dtype=np.float32)
@@ -104,41 +214,78 @@ def render_counts(
     def start_chunk(index: int) -> None:
         chunk = images[starts[index] : starts[index] + _CHUNK_IMAGES]
         if noise > 0:
-            _fill_with_noise(chunk, noise, np.random.default_rng(seeds[index]))
+            fill_with_noise(chunk, noise, np.random.default_rng(seeds[index]))
         else:
             chunk.fill(1.0)
 
     def finish_chunk(index: int) -> None:
         rows = slice(starts[index], starts[index] + _CHUNK_IMAGES)
-        _draw(images[rows], counts[rows], centres[rows], colours[rows], radius)
+        chunk_radii = radii if isinstance(radii, float) else radii[rows]
+        _draw(images[rows], counts[rows], centres[rows], colours_drawn[rows], chunk_radii)
         if noise > 0:
-            _reflect_into_unit_interval(images[rows], noise)
+            reflect_into_unit_interval(images[rows], noise)
 
     with ThreadPoolExecutor(max_workers=_thread_count(len(starts))) as pool:
         # Placement holds the GIL most of the time and the noise mostly does not, so the two
         # overlap. Dots are drawn onto the noisy background, then the sum is reflected.
         started = [pool.submit(start_chunk, index) for index in range(len(starts))]
-        centres = place_dots(counts, image_size=image_size, radius=radius, rng=rng)
-        colours = rng.uniform(0.0, MAX_CHANNEL, size=(counts.size, centres.shape[1], 3))
-        colours = colours.astype(np.float32)
+        radii = layout.radii(counts, rng)
+        centres = _place_or_raise(counts, layout, radii, rng)
+        colours_drawn = _draw_colours(palette, (counts.size, centres.shape[1]), rng)
         _wait_for(started)
         _wait_for([pool.submit(finish_chunk, index) for index in range(len(starts))])
-    return images
+    return images, radii
+
+
+def _draw_colours(
+    palette: np.ndarray | None, shape: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """Return float32 dot colours (N, slots, 3): random, one colour, or drawn from a palette."""
+    if palette is None:
+        return rng.uniform(0.0, MAX_CHANNEL, size=(*shape, 3)).astype(np.float32)
+    if len(palette) == 1:
+        return np.broadcast_to(palette[0], (*shape, 3))
+    return palette[rng.integers(0, len(palette), size=shape)]
+
+
+def _mean_radii(radii: float | np.ndarray, counts: np.ndarray, layout: DotLayout) -> np.ndarray:
+    """Return each image's mean dot radius as a fraction of the width, NaN without dots."""
+    if isinstance(radii, float):
+        per_image = np.full(counts.size, radii)
+    else:
+        per_image = np.nansum(radii, axis=1) / np.maximum(counts, 1)
+    return np.where(counts > 0, per_image / layout.image_size, np.nan)
 
 
 def _check_render_arguments(
-    counts: np.ndarray, image_size: int, dot_radius: float, noise: float
-) -> None:
+    counts: np.ndarray,
+    layout: DotLayout,
+    noise: float,
+    colours: Sequence[tuple[float, float, float]] | None,
+) -> np.ndarray | None:
+    """Check the arguments and return the colours as float32 (k, 3), or None for random."""
     if counts.ndim != 1:
         raise ValueError(f"counts must be one-dimensional, got shape {counts.shape}")
     if counts.size and (counts.min() < 0 or counts.max() > MAX_DOTS):
         raise ValueError(f"counts must lie in 0..{MAX_DOTS}, got {counts.min()}..{counts.max()}")
-    if image_size < 8:
-        raise ValueError(f"image_size must be at least 8 pixels, got {image_size}")
-    if not 0 < dot_radius < 0.5:
-        raise ValueError(f"dot_radius must lie in (0, 0.5) of the image width, got {dot_radius}")
     if noise < 0:
         raise ValueError(f"noise must be at least 0, got {noise}")
+    present = counts[counts > 0]
+    if layout.radius_mode == "constant_area" and present.size:
+        largest = layout.radius_for_count(int(present.min()))
+        if largest >= 0.5:
+            raise ValueError(
+                f"constant-area dots at {present.min()} dots have radius {largest:.3f}, not "
+                "below 0.5 of the image width"
+            )
+    if colours is None:
+        return None
+    palette = np.asarray(colours, dtype=np.float32)
+    if palette.ndim != 2 or palette.shape[1] != 3 or palette.shape[0] == 0:
+        raise ValueError(f"colours must be a list of RGB triples, got shape {palette.shape}")
+    if not ((palette >= 0) & (palette <= 1)).all():
+        raise ValueError(f"colour channels must lie in [0, 1], got {palette.tolist()}")
+    return palette
 
 
 def _thread_count(n_tasks: int) -> int:
@@ -153,63 +300,131 @@ def _wait_for(futures: list[Future[None]]) -> None:
         future.result()
 
 
-def check_counts_fit(*, counts: list[int], image_size: int, dot_radius: float) -> None:
-    """Raise ValueError unless every count reliably fits at this radius.
+def check_counts_fit(*, counts: list[int], **layout: Any) -> None:
+    """Raise ValueError unless every count reliably fits with this layout.
 
-    Callers use it to reject a design before any work starts, because rendering would
-    raise a ValueError later. The result for one (image size, radius) is cached.
+    `layout` holds the keyword arguments of DotLayout. Callers use it to reject a design
+    before any work starts, because rendering would raise a ValueError later. The result for
+    one layout is cached.
     """
-    largest = largest_count_that_fits(image_size=image_size, dot_radius=dot_radius)
-    too_many = [count for count in counts if count > largest]
-    if too_many:
+    dots = DotLayout(**layout)
+    fitting = _fitting_counts(dots)
+    too_many = [count for count in counts if count not in fitting]
+    if not too_many:
+        return
+    largest = max(fitting, default=0)
+    where = f"with {dots.describe()} in {dots.image_size}x{dots.image_size} images"
+    if dots.radius_mode == "constant_area":
+        shown = ", ".join(map(str, fitting)) if fitting else "none"
         raise ValueError(
-            f"counts {too_many} do not fit at dot_radius {dot_radius:g} in "
-            f"{image_size}x{image_size} images: dots need centres more than "
-            f"{MIN_CENTRE_DISTANCE} radii apart, and at most {largest} dots fit at this "
-            "radius; use smaller counts or a smaller radius"
+            f"counts {too_many} do not fit {where}: their dots need gaps of more than "
+            f"{dots.min_spacing:g} radii, and the counts that fit are {shown} (the largest "
+            f"count that fits is {largest}); change the counts, dot_radius, reference_count or "
+            "min_spacing"
         )
+    if dots.min_spacing == DEFAULT_MIN_SPACING:
+        rule = f"dots need centres more than {MIN_CENTRE_DISTANCE} radii apart"
+    else:
+        rule = f"dots need gaps of more than {dots.min_spacing:g} radii"
+    raise ValueError(
+        f"counts {too_many} do not fit {where}: {rule}, and at most {largest} dots fit at "
+        "this radius; use smaller counts, smaller dots or a smaller min_spacing"
+    )
+
+
+def largest_count_that_fits(**layout: Any) -> int:
+    """Return the largest count up to MAX_DOTS that places reliably with this layout, or 0.
+
+    `layout` holds the keyword arguments of DotLayout. The test is deterministic: a fixed
+    seed, _FIT_TEST_IMAGES images per count.
+    """
+    return max(_fitting_counts(DotLayout(**layout)), default=0)
 
 
 @functools.lru_cache(maxsize=64)
-def largest_count_that_fits(*, image_size: int, dot_radius: float) -> int:
-    """Return the largest count up to MAX_DOTS that places reliably at this radius, or 0.
-
-    The test is deterministic: a fixed seed, _FIT_TEST_IMAGES images per count.
-    """
+def _fitting_counts(layout: DotLayout) -> tuple[int, ...]:
+    """Return the counts from 1 to MAX_DOTS that place reliably with this layout."""
+    if layout.radius_mode == "constant_area":
+        # Each count has its own radius, and the total area is the same at every count, so
+        # counts are tested one by one. Radii of half the width and more cannot be drawn.
+        fitting = []
+        for count in range(1, MAX_DOTS + 1):
+            if layout.radius_for_count(count) < 0.5 and _fits(layout, count, _FIT_TEST_SEED):
+                fitting.append(count)
+        return tuple(fitting)
     rng = np.random.default_rng(_FIT_TEST_SEED)
-    radius = dot_radius * image_size
     largest = 0
     # Counts that fit place quickly and a count that does not fit takes the whole budget,
     # so searching upwards stops at the first failure.
     for count in range(1, MAX_DOTS + 1):
-        counts = np.full(_FIT_TEST_IMAGES, count)
-        _, stuck = _place(counts, image_size, radius, rng, max_restarts=_FIT_TEST_RESTARTS)
-        if stuck.size:
+        if not _fits(layout, count, rng):
             break
         largest = count
-    return largest
+    return tuple(range(1, largest + 1))
+
+
+def _fits(layout: DotLayout, count: int, rng: np.random.Generator | int) -> bool:
+    """Return whether _FIT_TEST_IMAGES images of `count` dots place within the test budget."""
+    if isinstance(rng, int):
+        rng = np.random.default_rng([rng, count])
+    counts = np.full(_FIT_TEST_IMAGES, count)
+    radii = layout.radii(counts, rng)
+    _, stuck = _place(
+        counts,
+        layout.image_size,
+        radii,
+        layout.min_spacing,
+        rng,
+        max_restarts=_FIT_TEST_RESTARTS,
+        give_up_attempts=_FIT_TEST_GIVE_UP_ATTEMPTS,
+    )
+    return stuck.size == 0
 
 
 def place_dots(
-    counts: np.ndarray, *, image_size: int, radius: float, rng: np.random.Generator
+    counts: np.ndarray,
+    *,
+    image_size: int,
+    radius: float | np.ndarray,
+    rng: np.random.Generator,
+    min_spacing: float = DEFAULT_MIN_SPACING,
 ) -> np.ndarray:
     """Return dot centres in pixels as (y, x), float64 (N, max(counts), 2).
 
-    Slots past an image's count are NaN, and `radius` is in pixels. Positions come from
-    sequential rejection sampling, vectorized over the images: each dot is uniform over the
-    room that the earlier dots of its image leave. Raises ValueError when an image keeps
-    getting stuck.
+    Slots past an image's count are NaN. `radius` is in pixels: one float for every dot, or
+    float64 (N, max(counts)) per dot. Two dots of radii a and b keep their edges more than
+    min_spacing * (a + b) / 2 apart. Positions come from sequential rejection sampling,
+    vectorized over the images: each dot is uniform over the room that the earlier dots of
+    its image leave. Raises ValueError when an image keeps getting stuck.
     """
     counts = np.asarray(counts, dtype=np.int64)
-    centres, stuck = _place(counts, image_size, radius, rng, max_restarts=_MAX_RESTARTS)
+    centres, stuck = _place(
+        counts, image_size, radius, min_spacing, rng, max_restarts=_MAX_RESTARTS
+    )
     if stuck.size:
-        dot_radius = radius / image_size
-        largest = largest_count_that_fits(image_size=image_size, dot_radius=dot_radius)
         failed = sorted(set(counts[stuck].tolist()))
         raise ValueError(
-            f"placing {' or '.join(map(str, failed))} dots at dot_radius {dot_radius:g} in "
-            f"{image_size}x{image_size} images failed after {_MAX_RESTARTS} restarts; at most "
-            f"{largest} dots fit at this radius, so use smaller counts or a smaller radius"
+            f"placing {' or '.join(map(str, failed))} dots in {image_size}x{image_size} images "
+            f"failed after {_MAX_RESTARTS} restarts; use smaller counts or smaller dots"
+        )
+    return centres
+
+
+def _place_or_raise(
+    counts: np.ndarray, layout: DotLayout, radii: float | np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Place the dots of a render, or raise ValueError naming the largest count that fits."""
+    centres, stuck = _place(
+        counts, layout.image_size, radii, layout.min_spacing, rng, max_restarts=_MAX_RESTARTS
+    )
+    if stuck.size:
+        failed = sorted(set(counts[stuck].tolist()))
+        largest = max(_fitting_counts(layout), default=0)
+        raise ValueError(
+            f"placing {' or '.join(map(str, failed))} dots at {layout.describe()} in "
+            f"{layout.image_size}x{layout.image_size} images failed after {_MAX_RESTARTS} "
+            f"restarts; at most {largest} dots fit at this radius, so use smaller counts or "
+            "smaller dots"
         )
     return centres
 
@@ -217,42 +432,62 @@ def place_dots(
 def _place(
     counts: np.ndarray,
     image_size: int,
-    radius: float,
+    radii: float | np.ndarray,
+    spacing: float,
     rng: np.random.Generator,
     *,
     max_restarts: int,
+    give_up_attempts: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Place counts[i] dots in image i and return the centres and the images still stuck."""
+    """Place counts[i] dots in image i and return the centres and the images still stuck.
+
+    With `give_up_attempts`, placement stops once that many attempts have placed no image.
+    """
     slots = int(counts.max()) if counts.size else 0
     centres = np.full((counts.size, slots, 2), np.nan)
     pending = np.flatnonzero(counts > 0)
-    for _ in range(max_restarts + 1):
+    images_with_dots = pending.size
+    for attempt in range(max_restarts + 1):
         if pending.size == 0:
             break
-        placed, stuck = _try_place(counts[pending], image_size, radius, rng)
+        if attempt == give_up_attempts and pending.size == images_with_dots:
+            break
+        pending_radii = radii if isinstance(radii, float) else radii[pending]
+        placed, stuck = _try_place(counts[pending], image_size, pending_radii, spacing, rng)
         done = pending[~stuck]
         centres[done, : placed.shape[1]] = placed[~stuck]
         pending = pending[stuck]
     if pending.size:
         logger.debug(
-            "%d of %d images could not place their dots at radius %.2f px",
+            "%d of %d images could not place their dots in %dx%d images",
             pending.size,
             counts.size,
-            radius,
+            image_size,
+            image_size,
         )
     return centres, pending
 
 
 def _try_place(
-    counts: np.ndarray, image_size: int, radius: float, rng: np.random.Generator
+    counts: np.ndarray,
+    image_size: int,
+    radii: float | np.ndarray,
+    spacing: float,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Place dots one slot at a time and return centres (n, slots, 2) and a stuck mask (n,).
 
-    Slots past an image's count stay NaN.
+    Slots past an image's count stay NaN. `radii` is one radius in pixels or (n, slots).
     """
     n, slots = counts.size, int(counts.max())
-    low, high = radius, image_size - radius
-    min_squared_distance = (MIN_CENTRE_DISTANCE * radius) ** 2
+    # Centres of dots of radii a and b must be more than (2 + spacing) * (a + b) / 2 apart.
+    # For one radius r this is (2 + spacing) * r, with the default spacing exactly
+    # MIN_CENTRE_DISTANCE * r.
+    factor = 2 + spacing
+    per_dot = None if isinstance(radii, float) else radii
+    if isinstance(radii, float):
+        low, high = radii, image_size - radii
+        min_squared_distance = (factor * radii) ** 2
     ys = np.full((n, slots), np.nan)
     xs = np.full((n, slots), np.nan)
     stuck = np.zeros(n, dtype=bool)
@@ -263,6 +498,11 @@ def _try_place(
         for _ in range(_ROUNDS_PER_DOT):
             if waiting.size == 0:
                 break
+            if per_dot is not None:
+                own = per_dot[waiting, slot][:, None]  # (waiting, 1)
+                low, high = own, image_size - own
+                pair = (own + per_dot[waiting, :slot]) * 0.5 * factor  # (waiting, slot)
+                min_squared_distance = (pair * pair)[:, None, :]
             # Candidates (waiting, candidates) against the dots placed so far (waiting, slot).
             cand_y, cand_x = rng.uniform(low, high, size=(2, waiting.size, candidates))
             squared = (cand_y[:, :, None] - ys[waiting, None, :slot]) ** 2
@@ -283,24 +523,33 @@ def _draw(
     counts: np.ndarray,
     centres: np.ndarray,
     colours: np.ndarray,
-    radius: float,
+    radii: float | np.ndarray,
 ) -> None:
     """Subtract anti-aliased dots from the background in `images` (n, H, W, 3), slot by slot.
 
-    The background is white, or white plus noise that is reflected afterwards.
+    The background is white, or white plus noise that is reflected afterwards. `radii` is one
+    radius in pixels or (n, slots).
     """
+    if not (counts > 0).any():
+        return
     image_size = images.shape[1]
+    largest = radii if isinstance(radii, float) else float(np.nanmax(radii))
 
     # A pixel's coverage is the linear ramp clip(radius + 0.5 - distance, 0, 1), so a dot
     # reaches pixels out to radius + 0.5 from its centre, and `patch` pixels span that.
-    patch = int(np.ceil(2 * radius + 2))
+    patch = min(int(np.ceil(2 * largest + 2)), image_size)
     windows = sliding_window_view(images, (patch, patch), axis=(1, 2), writeable=True)
     pixel_centres = np.arange(patch, dtype=np.float32) + np.float32(0.5)
-    edge = np.float32(radius + 0.5)
     for slot in range(centres.shape[1]):
         rows = np.flatnonzero(counts > slot)
         if rows.size == 0:
             break
+        if isinstance(radii, float):
+            radius: float | np.ndarray = radii
+            edge: np.float32 | np.ndarray = np.float32(radii + 0.5)
+        else:
+            radius = radii[rows, slot]
+            edge = (radii[rows, slot] + 0.5).astype(np.float32)[:, None, None]
         cy, cx = centres[rows, slot, 0], centres[rows, slot, 1]
         top = np.clip(np.floor(cy - radius - 0.5).astype(np.int64), 0, image_size - patch)
         left = np.clip(np.floor(cx - radius - 0.5).astype(np.int64), 0, image_size - patch)
@@ -310,91 +559,13 @@ def _draw(
         np.subtract(edge, coverage, out=coverage)
         np.clip(coverage, 0.0, 1.0, out=coverage)
 
-        # Coverages of two dots sum to at most 1 - 0.1 * radius on any pixel, because their
-        # centres are more than 2.1 radii apart, so on white, pixels stay within [0, 1].
+        # Coverages of two dots sum to less than 1 minus their gap in pixels on any pixel,
+        # because their edges are farther apart than the gap, so on white, pixels stay
+        # within [0, 1].
         ink = 1.0 - colours[rows, slot]  # (rows, 3)
         window = windows[rows, top, left]  # a copy, (rows, 3, patch, patch)
         window -= coverage[:, None] * ink[:, :, None, None]
         windows[rows, top, left] = window
-
-
-def _fill_with_noise(images: np.ndarray, sigma: float, rng: np.random.Generator) -> None:
-    """Fill `images` with white plus Gaussian noise, not yet folded into [0, 1].
-
-    Works through `_NOISE_BLOCK_IMAGES` images at a time with buffers allocated once, which
-    keeps the work in cache and avoids page faults from fresh temporaries.
-    """
-    normal = _NormalBuffers(images[:_NOISE_BLOCK_IMAGES].size)
-    for start in range(0, images.shape[0], _NOISE_BLOCK_IMAGES):
-        block = images[start : start + _NOISE_BLOCK_IMAGES].reshape(-1)
-        np.add(normal.draw(block.size, sigma, rng), np.float32(1.0), out=block)
-
-
-def _reflect_into_unit_interval(images: np.ndarray, sigma: float) -> None:
-    """Fold noisy values into [0, 1] in place by reflecting at 0 and at 1."""
-    # Draws never exceed _NormalBuffers.MAX_SIGMAS, so below this sigma every noisy value
-    # lies in [-1, 2] and one reflection at each border is enough.
-    single_reflection = sigma * _NormalBuffers.MAX_SIGMAS < 1.0
-    for start in range(0, images.shape[0], _NOISE_BLOCK_IMAGES):
-        block = images[start : start + _NOISE_BLOCK_IMAGES].reshape(-1)
-        if single_reflection or (block.min() >= -1.0 and block.max() <= 2.0):
-            _reflect_once(block)
-        else:
-            _reflect_repeatedly(block)
-
-
-def _reflect_once(values: np.ndarray) -> None:
-    """Fold values in [-1, 2] into [0, 1] in place, reflecting at 0 and at 1."""
-    np.abs(values, out=values)
-    np.subtract(1.0, values, out=values)
-    np.abs(values, out=values)
-    np.subtract(1.0, values, out=values)
-
-
-def _reflect_repeatedly(values: np.ndarray) -> None:
-    """Fold any values into [0, 1] in place with a triangle wave of period 2."""
-    np.add(values, 1.0, out=values)
-    np.mod(values, 2.0, out=values)
-    np.subtract(values, 1.0, out=values)
-    np.abs(values, out=values)
-
-
-class _NormalBuffers:
-    """Scratch buffers for drawing float32 normal noise with the Box-Muller transform.
-
-    On a 2-core AMD EPYC virtual machine, numpy 2.4's float32 `standard_normal` took 8.6 ns
-    per value and this transform 3.0 ns, both into reused buffers. Uniforms have 24-bit
-    resolution, so the tails end at 5.8 sigma.
-    """
-
-    # Largest magnitude of a draw in standard deviations: sqrt(-2 ln 2^-24), since the
-    # smallest uniform that enters the logarithm is 2^-24.
-    MAX_SIGMAS = 5.77
-
-    def __init__(self, size: int) -> None:
-        half = (size + 1) // 2
-        self._uniform = np.empty(2 * half, dtype=np.float32)
-        self._noise = np.empty(2 * half, dtype=np.float32)
-
-    def draw(self, size: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
-        """Return `size` normal draws with standard deviation sigma, valid until the next call."""
-        half = (size + 1) // 2
-        uniform = self._uniform[: 2 * half].reshape(2, half)
-        rng.random(dtype=np.float32, out=uniform)
-        # 1 - u lies in (0, 1], so the logarithm is finite.
-        magnitude = uniform[0]
-        np.subtract(np.float32(1.0), magnitude, out=magnitude)
-        np.log(magnitude, out=magnitude)
-        magnitude *= np.float32(-2.0 * sigma * sigma)
-        np.sqrt(magnitude, out=magnitude)
-        angle = uniform[1]
-        angle *= np.float32(2.0 * np.pi)
-        noise = self._noise[: 2 * half]
-        np.cos(angle, out=noise[:half])
-        np.sin(angle, out=noise[half:])
-        noise[:half] *= magnitude
-        noise[half:] *= magnitude
-        return noise[:size]
 
 
 class DotsTrainingSet:
@@ -405,9 +576,7 @@ class DotsTrainingSet:
     """
 
     def __init__(self, design: DotsDataset, seed: int) -> None:
-        check_counts_fit(
-            counts=design.counts, image_size=design.image_size, dot_radius=design.dot_radius
-        )
+        check_counts_fit(counts=design.counts, **design.layout_arguments())
         self.design = design
         # Separate streams, so reading reference counts never changes the batches.
         batch_seed, reference_seed = np.random.SeedSequence(seed).spawn(2)
@@ -433,7 +602,11 @@ class DotsTrainingSet:
         if self._fixed is None:
             return render_dots(self.design, batch_size, self._rng)
         rows = self._rng.integers(0, self._fixed.counts.size, size=batch_size)
-        return DotsBatch(images=self._fixed.images[rows], counts=self._fixed.counts[rows])
+        return DotsBatch(
+            images=self._fixed.images[rows],
+            counts=self._fixed.counts[rows],
+            mean_radii=self._fixed.mean_radii[rows],
+        )
 
     def rng_state(self) -> dict[str, Any]:
         """Return the state of the generator that draws batches, for a checkpoint.

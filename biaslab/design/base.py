@@ -1,8 +1,20 @@
-"""The base class of every design model."""
+"""The base class of every design model, and errors of rules that span several fields."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+# The context key of a `field_error` that names the field to change.
+FIELD_CONTEXT_KEY = "field"
+
+# Numbers in lists and tuples. Pydantic's lax mode reads true and false as 1 and 0, and
+# these accept numbers only; floats also accept integers.
+StrictInteger = Annotated[int, Field(strict=True)]
+StrictNumber = Annotated[float, Field(strict=True)]
 
 
 class Strict(BaseModel):
@@ -10,3 +22,27 @@ class Strict(BaseModel):
 
     # NaN and infinity would slip past range checks and break JSON responses.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def field_error(field: str, value: Any, message: str) -> PydanticCustomError:
+    """Return the error of a rule over several fields, naming the field to change and its value.
+
+    A model validator raises it. Pydantic reports the error at the model's location with
+    the whole model as its input, so `error_location` moves it to `field` and `value`.
+    `field` is a dotted path below the model, such as "radius_range" or "pin.values".
+    """
+    return PydanticCustomError("value_error", message, {FIELD_CONTEXT_KEY: field, "value": value})
+
+
+def error_location(error: Mapping[str, Any]) -> tuple[tuple[int | str, ...], Any]:
+    """Return the location and the rejected value of one error of `ValidationError.errors()`.
+
+    For an error made by `field_error` these are the field it names, below the model's
+    location, and that field's value; for any other error, pydantic's `loc` and `input`.
+    """
+    loc = tuple(error.get("loc", ()))
+    context = error.get("ctx") or {}
+    field = context.get(FIELD_CONTEXT_KEY)
+    if not isinstance(field, str):
+        return loc, error.get("input")
+    return (*loc, *field.split(".")), context.get("value")

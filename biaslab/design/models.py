@@ -60,6 +60,10 @@ class DdpmModel(Strict):
     diffusion_steps: int = Field(
         default=1000, ge=10, le=4000, description="Length of the noise schedule."
     )
+    noise_schedule: Literal["linear", "cosine"] = Field(
+        default="linear",
+        description="Betas that rise linearly, or that follow a cosine curve of alpha-bar.",
+    )
     sampling_steps: int | None = Field(
         default=50,
         ge=1,

@@ -1,7 +1,8 @@
 """Studies and runs: a dataset design, a model and a training recipe.
 
-`expand` turns a study into the runs it makes. Each `RunSpec` is complete on
-its own, so a run can be reproduced from its spec alone.
+`expand` turns a study into the runs it makes: one run without sweep axes, one
+per combination of axis values with them (`biaslab.design.sweep`). Each
+`RunSpec` is complete on its own, so a run can be reproduced from its spec alone.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
-from biaslab.design.base import Strict
+from biaslab.design.base import Strict, StrictNumber
 from biaslab.design.datasets import Dataset
 from biaslab.design.models import Model
+from biaslab.design.sweep import MAX_AXES, ExpandedRun, SweepAxis, check_axes, expand_sweep
 
-AdamBeta = Annotated[float, Field(ge=0, lt=1)]
+AdamBeta = Annotated[StrictNumber, Field(ge=0, lt=1)]
 
 
 class Training(Strict):
@@ -47,6 +49,13 @@ class Training(Strict):
         le=1_000_000,
         description="Steps over which the learning rate rises linearly from zero.",
     )
+    device: Literal["cpu", "gpu"] = Field(
+        default="cpu",
+        description=(
+            "The queue the run waits on: cpu, or gpu for the workers started with "
+            "`biaslab worker --queues gpu`."
+        ),
+    )
 
     @field_validator("snapshot_every")
     @classmethod
@@ -75,8 +84,40 @@ class StudyCreate(RunSpec):
         # Control characters (NUL, newlines, escapes) have no place in a title.
         Field(pattern=r"^[^\x00-\x1f\x7f]+$"),
     ]
+    sweep: list[SweepAxis] = Field(
+        default=[],
+        max_length=MAX_AXES,
+        description=(
+            "Axes whose values the runs of the study take, one run per combination; "
+            "no axes make one run."
+        ),
+    )
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_makes_valid_runs(
+        cls, sweep: list[SweepAxis], info: ValidationInfo
+    ) -> list[SweepAxis]:
+        check_axes(sweep)
+        dataset, model, training = (
+            info.data.get(part) for part in ("dataset", "model", "training")
+        )
+        # A part that failed its own validation is missing here and already reported.
+        if sweep and dataset is not None and model is not None and training is not None:
+            base = RunSpec(dataset=dataset, model=model, training=training)
+            expand_sweep(base, sweep, RunSpec.model_validate)
+        return sweep
+
+    def base_run(self) -> RunSpec:
+        """Return the run spec that the sweep axes start from."""
+        return RunSpec(dataset=self.dataset, model=self.model, training=self.training)
+
+
+def expand_runs(study: StudyCreate) -> list[ExpandedRun[RunSpec]]:
+    """Return the runs of a study in order, each with its spec and its axis values."""
+    return expand_sweep(study.base_run(), study.sweep, RunSpec.model_validate)
 
 
 def expand(study: StudyCreate) -> list[RunSpec]:
-    """Return the runs of a study, in order."""
-    return [RunSpec(dataset=study.dataset, model=study.model, training=study.training)]
+    """Return the run specs of a study, in order."""
+    return [run.spec for run in expand_runs(study)]

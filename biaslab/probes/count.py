@@ -50,6 +50,7 @@ import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -124,34 +125,81 @@ _CORE = np.zeros((3, 3, 3), dtype=bool)
 _CORE[1] = ndimage.generate_binary_structure(2, 1)  # 4-connectivity within an image
 
 
-def count_dots(images: np.ndarray, dot_radius: float) -> np.ndarray:
+@dataclass(frozen=True)
+class DotReading:
+    """The dot count and the mean dot radius of each image."""
+
+    counts: np.ndarray  # int64, (N,), UNRECOGNIZED (-1) where the image cannot be read
+    # float64, (N,): mean dot radius as a fraction of the image width, NaN where unrecognized
+    mean_radii: np.ndarray
+
+
+def count_dots(images: np.ndarray, dot_radius: float | tuple[float, float]) -> np.ndarray:
     """Count the dots in each image, or return UNRECOGNIZED (-1) for it.
 
     images: (N, H, W, 3), float in [0, 1] or uint8. Returns int64 (N,) counts, UNRECOGNIZED
     when an image is empty or any component that is not a ghost cannot be read as dots.
-    `dot_radius` is a fraction of the image width and sets the expected dot area. The module
-    docstring states the rule.
+    `dot_radius` is a fraction of the image width: one radius, or the (smallest, largest)
+    radius that a dot may have. It sets the expected dot area. The module docstring states
+    the rule.
     """
+    return _read(images, dot_radius, read_sizes=False).counts
+
+
+def read_dots(images: np.ndarray, dot_radius: float | tuple[float, float]) -> DotReading:
+    """Count the dots in each image as count_dots does, and measure their mean radius.
+
+    A dot's area is its component's darkness, less the image's background darkness, divided
+    by the dot's darkness (its core's mean, or the component's darkest pixel without a core).
+    A component of several dots shares its area equally among them. A blurry dot read by
+    step 6 has the area of its blob. The radius is sqrt(area / pi).
+    """
+    return _read(images, dot_radius, read_sizes=True)
+
+
+def _read(
+    images: np.ndarray, dot_radius: float | tuple[float, float], *, read_sizes: bool
+) -> DotReading:
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[3] != 3:
         raise ValueError(f"images must have shape (N, H, W, 3), got {images.shape}")
-    if not 0 < dot_radius < 0.5:
-        raise ValueError(f"dot_radius must lie in (0, 0.5) of the image width, got {dot_radius}")
+    smallest, largest = _radius_bounds(dot_radius)
 
-    _warn_if_dots_too_small(images.shape[2], dot_radius)
-    dot_area = np.pi * (dot_radius * images.shape[2]) ** 2
+    width = images.shape[2]
+    _warn_if_dots_too_small(width, smallest)
+    areas = (np.pi * (smallest * width) ** 2, np.pi * (largest * width) ** 2)
     # Step 6 measures blob areas and shapes, which pixels cannot resolve for smaller dots.
-    read_blurry = dot_radius * images.shape[2] >= MIN_RADIUS_PIXELS
+    read_blurry = smallest * width >= MIN_RADIUS_PIXELS
     counts = np.empty(images.shape[0], dtype=np.int64)
+    radius_sums = np.full(images.shape[0], np.nan)
     starts = range(0, images.shape[0], _CHUNK_IMAGES)
 
     def count_chunk(index: int) -> None:
         rows = slice(starts[index], starts[index] + _CHUNK_IMAGES)
         planes = np.ascontiguousarray(to_uint8(images[rows]).transpose(0, 3, 1, 2))
-        counts[rows] = _count_chunk(planes, dot_area, read_blurry=read_blurry)
+        counts[rows], radius_sums[rows] = _count_chunk(
+            planes, areas, read_blurry=read_blurry, read_sizes=read_sizes
+        )
 
     _run_in_threads(count_chunk, len(starts))
-    return counts
+    recognized = counts != UNRECOGNIZED
+    mean_radii = np.full(counts.size, np.nan)
+    mean_radii[recognized] = radius_sums[recognized] / counts[recognized] / width
+    return DotReading(counts=counts, mean_radii=mean_radii)
+
+
+def _radius_bounds(dot_radius: float | tuple[float, float]) -> tuple[float, float]:
+    """Return (smallest, largest) radius from one radius or a range, checking both."""
+    if isinstance(dot_radius, tuple | list):
+        if len(dot_radius) != 2 or not 0 < dot_radius[0] <= dot_radius[1] < 0.5:
+            raise ValueError(
+                "dot_radius must be one radius or (smallest, largest) in (0, 0.5) of the image "
+                f"width, got {dot_radius}"
+            )
+        return float(dot_radius[0]), float(dot_radius[1])
+    if not 0 < dot_radius < 0.5:
+        raise ValueError(f"dot_radius must lie in (0, 0.5) of the image width, got {dot_radius}")
+    return dot_radius, dot_radius
 
 
 @functools.lru_cache(maxsize=32)
@@ -181,9 +229,16 @@ def _run_in_threads(task: Callable[[int], None], n_tasks: int) -> None:
             future.result()
 
 
-def _count_chunk(planes: np.ndarray, dot_area: float, *, read_blurry: bool) -> np.ndarray:
-    """Apply the rule to uint8 images (n, 3, H, W) and return int64 counts (n,)."""
+def _count_chunk(
+    planes: np.ndarray, areas: tuple[float, float], *, read_blurry: bool, read_sizes: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the rule to uint8 images (n, 3, H, W).
+
+    `areas` are the smallest and largest dot area in pixels. Returns int64 counts (n,) and
+    float64 sums of the dot radii in pixels (n,), NaN unless `read_sizes`.
+    """
     n = planes.shape[0]
+    smallest_area, largest_area = areas
     darkness = _darkness(planes)  # uint16 (n, H, W), 0..765
     smoothed = _box_sum(darkness)  # uint16 (n, H, W), 0..6885
     foreground = smoothed > _scaled(FOREGROUND_MIN_DARKNESS, pixels=9)
@@ -204,7 +259,8 @@ def _count_chunk(planes: np.ndarray, dot_area: float, *, read_blurry: bool) -> n
     peak = np.zeros(n_foreground + 1, dtype=np.uint16)
     np.maximum.at(peak, in_component, darkness_flat.take(foreground_pixels))
 
-    # Per core: area, mean darkness and the foreground component that contains it.
+    # Per core: area, mean darkness and the foreground component that contains it. A core
+    # must cover its share of the smallest dot.
     core_ids = core_labels.reshape(-1).take(core_pixels)
     core_area = np.bincount(core_ids, minlength=n_cores + 1)
     darkness_sum = np.bincount(
@@ -214,18 +270,21 @@ def _count_chunk(planes: np.ndarray, dot_area: float, *, read_blurry: bool) -> n
     core_component = np.zeros(n_cores + 1, dtype=np.int64)
     core_component[core_ids] = foreground_flat.take(core_pixels)
     min_share = np.maximum(CORE_MIN_AREA, 1 - FAINT_CORE_SLOPE * core_darkness / (3 * _LEVELS))
-    is_dot_core = (core_area >= min_share * dot_area) & (core_area >= CORE_MIN_PIXELS)
+    is_dot_core = (core_area >= min_share * smallest_area) & (core_area >= CORE_MIN_PIXELS)
     is_dot_core[0] = False
 
-    # Per foreground component: dots, and the darkness mass they predict. Smoothed values
-    # are 9-pixel sums, so predictions are scaled by 9 to match.
+    # Per foreground component: dots, and the darkness mass they predict at the smallest and
+    # at the largest dot area. Smoothed values are 9-pixel sums, so predictions are scaled
+    # by 9 to match.
     components = core_component[is_dot_core]
     cores_in = np.bincount(components, minlength=n_foreground + 1)
-    predicted = np.bincount(
-        components, weights=9 * dot_area * core_darkness[is_dot_core], minlength=n_foreground + 1
-    )
     coreless = cores_in == 0
-    predicted[coreless] = 9 * dot_area * peak[coreless]
+    predicted = []
+    for area in sorted(set(areas)):
+        weights = 9 * area * core_darkness[is_dot_core]
+        prediction = np.bincount(components, weights=weights, minlength=n_foreground + 1)
+        prediction[coreless] = 9 * area * peak[coreless]
+        predicted.append(prediction)
     dots = np.maximum(cores_in, 1)
 
     mass = np.bincount(
@@ -234,33 +293,90 @@ def _count_chunk(planes: np.ndarray, dot_area: float, *, read_blurry: bool) -> n
         minlength=n_foreground + 1,
     )
     low, high = MASS_RATIO_RANGE
-    failed = (mass < low * predicted) | (mass > high * predicted)
+    failed = (mass < low * predicted[0]) | (mass > high * predicted[-1])
     dots[0] = 0
     failed[0] = False
 
     # Labels grow image by image, so each image owns one contiguous range of label ids.
     last = np.maximum.accumulate(foreground_labels.reshape(n, -1).max(axis=1))
     first = np.concatenate([[0], last[:-1]])
+    # The image of each label, computed only when the sizes or step 6 need it.
+    owner = np.zeros(0, dtype=np.int64)
+    if read_sizes or (read_blurry and failed.any()):
+        owner = np.minimum(np.searchsorted(last, np.arange(n_foreground + 1)), n - 1)
+
+    radius_sum = np.full(n_foreground + 1, np.nan)
+    if read_sizes:
+        radius_sum = dots * _dot_radius_in_pixels(
+            darkness,
+            foreground_pixels,
+            in_component,
+            owner,
+            first,
+            last,
+            dots,
+            coreless,
+            np.bincount(components, weights=core_darkness[is_dot_core], minlength=n_foreground + 1),
+            peak,
+        )
 
     # Components that fail the mass test get a second reading as blurry dots (step 6).
     # Only chunks with such a component pay for it. At radii below MIN_RADIUS_PIXELS it
     # turned 2-4% of renders of 1-12 dots (radius 0.04 and 0.06 at 32x32) into miscounts.
     if read_blurry and failed.any():
         image_peak = darkness.reshape(n, -1).max(axis=1)
-        owner = np.searchsorted(last, np.arange(n_foreground + 1))  # image of each label
         _read_blurry_components(
             failed,
             dots,
+            radius_sum,
             peak,
             smoothed,
-            image_peak[np.minimum(owner, n - 1)],
+            image_peak[owner],
             foreground_labels,
             darkness,
-            dot_area,
+            areas,
         )
     count = _sum_over_ranges(dots, first, last)
     failures = _sum_over_ranges(failed, first, last)
-    return np.where((count == 0) | (failures > 0), UNRECOGNIZED, count)
+    radii = np.full(n, np.nan)
+    if read_sizes:
+        radii = _sum_over_ranges(np.where(dots > 0, radius_sum, 0.0), first, last)
+    return np.where((count == 0) | (failures > 0), UNRECOGNIZED, count), radii
+
+
+def _dot_radius_in_pixels(
+    darkness: np.ndarray,
+    foreground_pixels: np.ndarray,
+    in_component: np.ndarray,
+    owner: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    dots: np.ndarray,
+    coreless: np.ndarray,
+    core_darkness_sum: np.ndarray,
+    peak: np.ndarray,
+) -> np.ndarray:
+    """Return each component's dot radius in pixels, with its dots taken as equal in size.
+
+    A component of k dots of area A and darknesses d_i over a background of darkness b has
+    the summed darkness S = A * sum(d_i) + b * (N - k * A) over its N pixels, which gives A.
+    The background darkness is each image's mean outside the foreground.
+    """
+    n, height, width = darkness.shape
+    n_labels = dots.size
+    pixels = np.bincount(in_component, minlength=n_labels).astype(np.float64)
+    summed = np.bincount(
+        in_component, weights=darkness.reshape(-1).take(foreground_pixels), minlength=n_labels
+    )
+    image_total = darkness.reshape(n, -1).sum(axis=1, dtype=np.int64).astype(np.float64)
+    outside_total = image_total - _sum_over_ranges(summed, first, last)
+    outside_pixels = height * width - _sum_over_ranges(pixels, first, last)
+    background = (outside_total / np.maximum(outside_pixels, 1))[owner]
+
+    dot_darkness = np.where(coreless, peak, core_darkness_sum)
+    contrast = np.maximum(dot_darkness - dots * background, 1e-9)
+    area = np.maximum(summed - background * pixels, 0.0) / contrast
+    return np.sqrt(area / np.pi)
 
 
 def _scaled(darkness: float, *, pixels: int) -> int:
@@ -306,25 +422,31 @@ def _keep_uniform_colour(core: np.ndarray, planes: np.ndarray) -> None:
 
 
 def _sum_over_ranges(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """Sum values[first[i] + 1 : last[i] + 1] for each i; values[0] is the background."""
-    cumulative = np.concatenate([[0], np.cumsum(values[1:], dtype=np.int64)])
+    """Sum values[first[i] + 1 : last[i] + 1] for each i; values[0] is the background.
+
+    Integer and boolean values give int64 sums, floating-point values float64 sums.
+    """
+    dtype = np.float64 if np.issubdtype(values.dtype, np.floating) else np.int64
+    cumulative = np.concatenate([[0], np.cumsum(values[1:], dtype=dtype)])
     return cumulative[last] - cumulative[first]
 
 
 def _read_blurry_components(
     failed: np.ndarray,
     dots: np.ndarray,
+    radius_sum: np.ndarray,
     peak: np.ndarray,
     smoothed: np.ndarray,
     image_peak: np.ndarray,
     foreground_labels: np.ndarray,
     darkness: np.ndarray,
-    dot_area: float,
+    areas: tuple[float, float],
 ) -> None:
-    """Apply step 6 to the components marked in `failed`, updating `failed` and `dots` in place.
+    """Apply step 6 to the components marked in `failed`, updating them in place.
 
-    failed, dots, peak (the darkest pixel) and image_peak (the darkest pixel of the
-    component's image) are indexed by component label. darkness and smoothed are (n, H, W).
+    failed, dots, radius_sum (the sum of the dot radii in pixels), peak (the darkest pixel)
+    and image_peak (the darkest pixel of the component's image) are indexed by component
+    label. darkness and smoothed are (n, H, W). `areas` are the smallest and largest dot area.
     """
     ghost = failed & (peak < GHOST_MAX_RELATIVE_PEAK * image_peak)
     dots[ghost] = 0
@@ -348,7 +470,7 @@ def _read_blurry_components(
     blob_component = np.zeros(n_blobs + 1, dtype=np.int64)
     blob_component[blob_ids] = labels_flat.take(above)
     low, high = BLOB_AREA_RANGE
-    not_a_dot = (blob_area < low * dot_area) | (blob_area > high * dot_area)
+    not_a_dot = (blob_area < low * areas[0]) | (blob_area > high * areas[1])
     not_a_dot |= _elongation(above, blob_ids, n_blobs, darkness.shape[1:]) > BLOB_MAX_ELONGATION
     not_a_dot[0] = False
 
@@ -367,6 +489,11 @@ def _read_blurry_components(
     readable = candidate & (blobs_in > 0) & (odd_in == 0) & (hidden_in == 0)
     dots[readable] = blobs_in[readable]
     failed[readable] = False
+    # A blurred dot's half-peak contour stays near its edge, so a blob's area is its dot's.
+    blob_radii = np.sqrt(blob_area[1:] / np.pi)
+    radius_sum[readable] = np.bincount(blob_component[1:], weights=blob_radii, minlength=dots.size)[
+        readable
+    ]
 
 
 def _max_of_neighbourhood(values: np.ndarray) -> np.ndarray:

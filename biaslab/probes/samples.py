@@ -97,6 +97,8 @@ _PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA"})
 # End of central directory record: signature, 4 x uint16 (disk numbers, entries on this disk,
 # entries in total), 2 x uint32 (directory size and offset), uint16 comment length.
 _END_RECORD = struct.Struct("<4s4H2LH")
+# The chunk that follows the PNG signature: length, type "IHDR", width, height (big-endian).
+_PNG_HEADER = struct.Struct(">L4sLL")
 _MAX_ZIP_COMMENT_BYTES = 0xFFFF
 
 FileFormat = Literal["npz", "npy", "png-zip"]
@@ -164,9 +166,14 @@ def load_samples(data: bytes) -> SampleSet:
     )
 
 
-def probe_dots(images: np.ndarray, dot_radius: float) -> ProbeResult:
-    """Count the dots in uint8 or float images (N, H, W, 3) and histogram the counts."""
-    check_dot_radius(dot_radius, images.shape[2])
+def probe_dots(images: np.ndarray, dot_radius: float | tuple[float, float]) -> ProbeResult:
+    """Count the dots in uint8 or float images (N, H, W, 3) and histogram the counts.
+
+    `dot_radius` is one radius, or the (smallest, largest) radius of dots that vary in size.
+    """
+    bounds = dot_radius if isinstance(dot_radius, tuple) else (dot_radius,)
+    for radius in bounds:
+        check_dot_radius(radius, images.shape[2])
     counts = count_dots(images, dot_radius)
     return ProbeResult(
         counts=[None if count == UNRECOGNIZED else int(count) for count in counts],
@@ -535,18 +542,28 @@ def _decode_png(name: str, data: bytes, expected_size: tuple[int, int] | None) -
         raise _nested_archive_error(name)
     if not data.startswith(_PNG_SIGNATURE):
         raise InvalidSamples(f"member {name!r} is not a PNG image; archive only PNG files")
+
+    # The size comes from the header, before Pillow allocates anything for the pixels.
+    height, width = _png_size(name, data)
+    if expected_size is None:
+        _check_image_counts(f"member {name!r}", 1, height, width)
+    elif (height, width) != expected_size:
+        raise InvalidSamples(
+            f"member {name!r} is {height}x{width} pixels but the first image is "
+            f"{expected_size[0]}x{expected_size[1]}; all images must have one size"
+        )
+
     try:
         image = Image.open(io.BytesIO(data), formats=["PNG"])
+    except Image.DecompressionBombError as error:
+        raise _png_too_large(name, error) from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InvalidSamples(f"member {name!r} is not a readable PNG: {error}") from error
     with image:
-        width, height = image.size
-        if expected_size is None:
-            _check_image_counts(f"member {name!r}", 1, height, width)
-        elif (height, width) != expected_size:
+        if image.size != (width, height):
             raise InvalidSamples(
-                f"member {name!r} is {height}x{width} pixels but the first image is "
-                f"{expected_size[0]}x{expected_size[1]}; all images must have one size"
+                f"member {name!r} is not a readable PNG: its header gives {height}x{width} "
+                f"pixels, its image {image.size[1]}x{image.size[0]}"
             )
         if image.mode not in _PNG_MODES:
             raise InvalidSamples(
@@ -555,9 +572,32 @@ def _decode_png(name: str, data: bytes, expected_size: tuple[int, int] | None) -
             )
         try:
             image.load()
+        except Image.DecompressionBombError as error:
+            raise _png_too_large(name, error) from error
         except (OSError, SyntaxError, ValueError) as error:
             raise InvalidSamples(f"member {name!r} is not a readable PNG: {error}") from error
         return np.asarray(_to_rgb(image), dtype=np.uint8)
+
+
+def _png_size(name: str, data: bytes) -> tuple[int, int]:
+    """Return (height, width) from the IHDR chunk, which a PNG must have first."""
+    if len(data) < len(_PNG_SIGNATURE) + _PNG_HEADER.size:
+        raise InvalidSamples(f"member {name!r} is not a readable PNG: it ends inside its header")
+    length, chunk_type, width, height = _PNG_HEADER.unpack_from(data, len(_PNG_SIGNATURE))
+    if chunk_type != b"IHDR" or length != 13:
+        raise InvalidSamples(
+            f"member {name!r} is not a readable PNG: its first chunk is {chunk_type!r}, "
+            "not a 13-byte IHDR"
+        )
+    return height, width
+
+
+def _png_too_large(name: str, error: Exception) -> InvalidSamples:
+    # Pillow's own limit (Image.MAX_IMAGE_PIXELS) is far above this loader's.
+    return InvalidSamples(
+        f"member {name!r} is too large to decode ({error}); each image may have at most "
+        f"{MAX_IMAGE_PIXELS:,} pixels (256x256)"
+    )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
