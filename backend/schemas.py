@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from biaslab.analysis.histogram import FeatureHistogram
 from biaslab.store.models import Run, RunStatus, Snapshot, Study
@@ -21,6 +28,8 @@ UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 class HistogramPublic(BaseModel):
     edges: list[float]
+    # One label per bin; empty in histograms stored before bins had labels.
+    labels: list[str] = []
     counts: list[int]
     unrecognized: int
     total: int
@@ -55,6 +64,8 @@ class RunPublic(BaseModel):
     worker_host: str | None
     training_histograms: dict[str, HistogramPublic] | None
     latest_snapshot_step: int | None
+    # Why a queued run is not training yet, such as its owner's limit of runs in flight.
+    waiting_reason: str | None = None
 
     @classmethod
     def from_row(cls, run: Run, latest_snapshot_step: int | None) -> RunPublic:
@@ -75,6 +86,7 @@ class RunPublic(BaseModel):
             worker_host=run.worker_host,
             training_histograms=histograms_public(run.training_histograms),
             latest_snapshot_step=latest_snapshot_step,
+            waiting_reason=run.waiting_reason if run.status is RunStatus.queued else None,
         )
 
 
@@ -86,6 +98,11 @@ class StudyPublic(BaseModel):
     runs: list[RunPublic]
     # The id of the newest event of the study: `GET .../events?after=` this id streams what follows.
     last_event_id: int | None = None
+    # The owner's user name; None for a study made while authentication was off.
+    owner: str | None = None
+    private: bool = False
+    # Where an imported study came from: the exporting lab's study id, dates and package versions.
+    imported_from: dict[str, Any] | None = None
 
     @classmethod
     def from_row(
@@ -98,7 +115,32 @@ class StudyPublic(BaseModel):
             design=study.design,
             runs=[RunPublic.from_row(run, latest_steps.get(run.id)) for run in study.runs],
             last_event_id=last_event_id,
+            owner=study.owner.name if study.owner else None,
+            private=study.private,
+            imported_from=study.imported_from,
         )
+
+
+class StudyUpdate(BaseModel):
+    """A change of a study's name or privacy; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+            Field(pattern=r"^[^\x00-\x1f\x7f]+$"),
+        ]
+        | None
+    ) = None
+    private: bool | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> StudyUpdate:
+        if self.name is None and self.private is None:
+            raise ValueError("send `name`, `private` or both")
+        return self
 
 
 class StudyCreated(StudyPublic):
@@ -115,6 +157,8 @@ class SnapshotPublic(BaseModel):
     run_id: int
     step: int
     histograms: dict[str, HistogramPublic]
+    # The dataset family's summary numbers, such as precision and recall; null where undefined.
+    scores: dict[str, float | None]
     losses: dict[str, float]
     grid_url: str | None
     created_at: UtcDatetime
@@ -129,6 +173,7 @@ class SnapshotPublic(BaseModel):
             run_id=snapshot.run_id,
             step=snapshot.step,
             histograms=histograms_public(snapshot.histograms) or {},
+            scores=snapshot.scores or {},
             losses=snapshot.losses,
             grid_url=grid_url,
             created_at=snapshot.created_at,
@@ -145,9 +190,32 @@ class MetricsPublic(BaseModel):
     series: dict[str, list[float | None]]
 
 
+class FeaturePublic(BaseModel):
+    name: str
+    title: str
+    categorical: bool
+    labels: list[str]
+
+
+class RunFeaturesPublic(BaseModel):
+    run_id: int
+    family: str
+    features: list[FeaturePublic]
+
+
+class FeatureFigurePublic(BaseModel):
+    """One feature's chart: training beside the generated histogram at `step`."""
+
+    name: str
+    title: str
+    step: int | None
+    figure: dict[str, Any]
+
+
 class FiguresPublic(BaseModel):
     step: int | None
-    counts: dict[str, Any]
+    # One figure per feature of the run's dataset family, in the family's order.
+    features: list[FeatureFigurePublic]
     loss: dict[str, Any]
 
 

@@ -19,7 +19,7 @@ export function renderFigure(element, figure, uirevision) {
   // The container sets the size, so a width from the server would break narrow windows.
   delete layout.width;
   if (element.clientWidth > 0 && element.clientWidth < NARROW_CHART_PX && layout.title) {
-    // A long title such as "Dot counts: 71% of 1000 samples unrecognized" is cut off on a phone.
+    // A long title such as "Dot count: 71% of 1000 samples unrecognized" is cut off on a phone.
     const title = typeof layout.title === "string" ? { text: layout.title } : layout.title;
     layout.title = { ...title, font: { ...title.font, size: 12 } };
   }

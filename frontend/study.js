@@ -1,5 +1,6 @@
-// The study page: the design, and for each run its status, live count histogram,
-// unrecognized share, loss curve and sample grid, updated from the study's event stream.
+// The study page: the design, and for each run its status, one live histogram per feature
+// of its dataset family, unrecognized shares, scores, loss curve and sample grid, updated
+// from the study's event stream.
 
 import {
   ENDED_STATUSES,
@@ -9,7 +10,9 @@ import {
   postJson,
   showError,
 } from "/static/api.js";
+import { canChangeStudy, currentAccount } from "/static/account.js";
 import { formatShare, renderFigure, unrecognizedShare, updateStatusBadge } from "/static/charts.js";
+import { startCompare } from "/static/compare.js";
 
 const byId = (id) => document.getElementById(id);
 
@@ -20,6 +23,8 @@ let source = null;
 // Events that arrive before the first REST load has finished wait here.
 let pendingEvents = [];
 let loaded = false;
+// False when the signed-in user is neither the study's owner nor an admin: cancel is hidden.
+let canChange = true;
 
 function parseStudyId() {
   const match = window.location.pathname.match(/^\/studies\/(\d+)\/?$/);
@@ -34,39 +39,85 @@ function setLiveStatus(text, state) {
 
 // ---- Design summary ----
 
+// Labels of design fields whose names alone read poorly; other fields get their name.
+const FIELD_LABELS = {
+  counts: "Dot counts",
+  weights: "Weights",
+  image_size: "Image size",
+  noise: "Pixel noise",
+  dot_radius: "Dot radius (fraction of the width)",
+  training_images: "Training set",
+  kind: "Kind",
+  z_dim: "Latent size",
+  beta: "KL weight (beta)",
+  kl_warmup_steps: "KL warmup steps",
+  lr_schedule: "Learning-rate schedule",
+  adam_betas: "Adam betas",
+  snapshot_every: "Snapshot every (steps)",
+};
+
+// Meanings of unset (null) fields, where a field's null means more than "not set".
+const NULL_MEANINGS = {
+  weights: "equal",
+  training_images: "fresh images at every step",
+};
+
+function fieldLabel(name) {
+  const label = FIELD_LABELS[name] ?? name.replaceAll("_", " ");
+  return label.charAt(0).toUpperCase() + label.slice(1);
+}
+
+function formatValue(name, value) {
+  if (value === null || value === undefined) {
+    return NULL_MEANINGS[name] ?? "not set";
+  }
+  if (name === "image_size") {
+    return `${value} × ${value}`;
+  }
+  if (Array.isArray(value)) {
+    return value.map((item) => (typeof item === "object" ? JSON.stringify(item) : String(item))).join(", ");
+  }
+  if (typeof value === "object") {
+    return JSON.stringify(value);
+  }
+  return String(value);
+}
+
+// Rows of [label, value] for every field of one design section, in the stored order.
+function describeSection(section, skipped = []) {
+  return Object.entries(section ?? {})
+    .filter(([name]) => !skipped.includes(name))
+    .map(([name, value]) => [fieldLabel(name), formatValue(name, value)]);
+}
+
 function describeDesign(study) {
-  const { dataset, model, training } = study.design;
-  const weights = dataset.weights ? dataset.weights.join(", ") : "equal";
-  const trainingImages = dataset.training_images ?? "fresh images at every step";
-  return [
-    ["Dataset", [
-      ["Dot counts", dataset.counts.join(", ")],
-      ["Count weights", weights],
-      ["Image size", `${dataset.image_size} × ${dataset.image_size}`],
-      ["Pixel noise", dataset.noise],
-      ["Dot radius", `${dataset.dot_radius} of the width`],
-      ["Training set", trainingImages],
-    ]],
-    ["Model", [
-      ["Kind", `${model.architecture} ${model.kind.toUpperCase()}`],
-      ["Latent size", model.z_dim],
-      ["KL weight (beta)", model.beta],
-    ]],
-    ["Training", [
-      ["Steps", training.steps],
-      ["Batch size", training.batch_size],
-      ["Learning rate", training.learning_rate],
-      ["Snapshot every", `${training.snapshot_every} steps`],
-      ["Samples per snapshot", training.samples_per_snapshot],
-      ["Seed", training.seed],
-    ]],
+  const { dataset, model, training, sweep } = study.design;
+  const groups = [
+    [`Dataset: ${dataset.family}`, describeSection(dataset, ["family"])],
+    [`Model: ${model.kind}`, describeSection(model, ["kind"])],
+    ["Training", describeSection(training)],
   ];
+  if (sweep?.length) {
+    // Each axis with its value labels; a run takes one value of every axis.
+    const axes = sweep.map((axis) => [
+      axis.name ?? axis.path,
+      (axis.labels ?? axis.values.map((value) => formatValue("", value))).join("; "),
+    ]);
+    groups.push([`Sweep: ${study.runs.length} runs`, axes]);
+  }
+  return groups;
 }
 
 function renderStudyHeader(study) {
   document.title = `biaslab — ${study.name}`;
   byId("study-name").textContent = study.name;
-  byId("study-meta").textContent = `Study ${study.id}, created ${formatTimestamp(study.created_at)}`;
+  const owner = study.owner ? `, owned by ${study.owner}${study.private ? " (private)" : ""}` : "";
+  const readOnly = canChange ? "" : ". Only its owner or an admin can cancel its runs.";
+  const origin = study.imported_from
+    ? `. Imported from a bundle of study ${study.imported_from.study_id}, exported ${formatTimestamp(study.imported_from.exported_at)}`
+    : "";
+  byId("study-meta").textContent =
+    `Study ${study.id}, created ${formatTimestamp(study.created_at)}${owner}${origin}${readOnly}`;
   byId("variant-link").href = `/?from=${study.id}`;
 
   const groups = describeDesign(study).map(([title, rows]) => {
@@ -114,9 +165,13 @@ function createCard(run) {
     cancelButton: find("cancel-run"),
     snapshotStep: find("snapshot-step"),
     placeholder: find("chart-placeholder"),
-    countsChart: section.querySelector(".counts-chart"),
+    // Per feature name: its chart element and its unrecognized-share value, made on first use.
+    features: new Map(),
+    featureCharts: section.querySelector(".feature-charts"),
+    shares: find("unrecognized-shares"),
+    scores: find("scores"),
+    scoresList: section.querySelector(".scores-list"),
     lossChart: section.querySelector(".loss-chart"),
-    share: find("unrecognized-share"),
     grid: find("sample-grid"),
     picker: section.querySelector(".snapshot-picker"),
     slider: find("snapshot-slider"),
@@ -132,12 +187,9 @@ function createCard(run) {
   card.progress.id = `progress-${run.id}`;
   card.stepText.id = `run-step-${run.id}`;
   card.progress.setAttribute("aria-labelledby", `${title.id} ${card.stepText.id}`);
-  card.countsChart.id = `counts-chart-${run.id}`;
-  card.countsChart.setAttribute("aria-label", "Share of training and generated images at each dot count");
   card.lossChart.id = `loss-chart-${run.id}`;
   card.lossChart.setAttribute("aria-label", "Training loss against step");
   card.grid.id = `sample-grid-${run.id}`;
-  card.share.id = `unrecognized-share-${run.id}`;
   card.slider.id = `snapshot-slider-${run.id}`;
 
   card.cancelButton.addEventListener("click", () => cancelRun(card));
@@ -154,7 +206,9 @@ function placeholderText(card) {
   const every = design?.training?.snapshot_every;
   const first = every ? ` The first snapshot comes at step ${every}.` : "";
   if (run.status === "queued") {
-    return `Waiting for a worker to start this run.${first}`;
+    // waiting_reason says why no worker takes it yet, such as its owner's limit of runs.
+    const why = run.waiting_reason ? ` (${run.waiting_reason})` : "";
+    return `Waiting for a worker to start this run${why}.${first}`;
   }
   if (run.status === "running") {
     return `Training.${first}`;
@@ -174,6 +228,9 @@ function updateRun(card, run) {
   card.stepText.textContent = `step ${run.step} of ${run.steps} (${percent}%)`;
 
   const meta = [`device: ${run.device || "not assigned yet"}`];
+  if (run.status === "queued" && run.waiting_reason) {
+    meta.unshift(run.waiting_reason);
+  }
   if (run.worker_host) {
     meta.push(`worker: ${run.worker_host}`);
   }
@@ -192,7 +249,7 @@ function updateRun(card, run) {
     clearError(card.error);
   }
 
-  card.cancelButton.hidden = ended;
+  card.cancelButton.hidden = ended || !canChange;
   card.cancelButton.disabled = run.cancel_requested;
   card.cancelButton.textContent = run.cancel_requested ? "Cancelling…" : "Cancel run";
 
@@ -213,16 +270,62 @@ async function cancelRun(card) {
 
 // ---- Snapshots and charts ----
 
-// Draw one snapshot: both charts, the unrecognized share, the sample grid and the step label.
+// Return the chart and share elements of one feature, adding them in the order first seen.
+function featureView(card, name, title) {
+  let view = card.features.get(name);
+  if (view) {
+    return view;
+  }
+  const block = byId("feature-chart-template").content.firstElementChild.cloneNode(true);
+  block.dataset.feature = name;
+  const chart = block.querySelector(".feature-chart");
+  chart.id = `feature-chart-${card.id}-${name}`;
+  chart.setAttribute("aria-label", `Share of training and generated images by ${title.toLowerCase()}`);
+  card.featureCharts.append(block);
+
+  const row = byId("unrecognized-template").content.firstElementChild.cloneNode(true);
+  const share = row.querySelector(".unrecognized-value");
+  share.id = `unrecognized-share-${card.id}-${name}`;
+  share.dataset.feature = name;
+  row.querySelector(".unrecognized-feature").textContent = title;
+  card.shares.append(row);
+
+  view = { chart, share };
+  card.features.set(name, view);
+  return view;
+}
+
+// Show the family's scores (precision, recall, ...) of a snapshot, or hide the box without any.
+function showScores(card, scores) {
+  const entries = Object.entries(scores ?? {});
+  card.scores.hidden = entries.length === 0;
+  const rows = entries.flatMap(([name, value]) => {
+    const term = document.createElement("dt");
+    term.textContent = fieldLabel(name);
+    const detail = document.createElement("dd");
+    detail.dataset.score = name;
+    detail.textContent = typeof value === "number" ? value.toFixed(3) : "undefined";
+    return [term, detail];
+  });
+  card.scoresList.replaceChildren(...rows);
+}
+
+// Draw one snapshot: a chart per feature, the loss chart, the unrecognized shares, the
+// scores, the sample grid and the step label.
 function showSnapshot(card, snapshot, figures) {
   card.shownStep = snapshot.step;
   card.placeholder.hidden = true;
   card.snapshotStep.textContent = String(snapshot.step);
-  card.countsChart.dataset.step = String(snapshot.step);
 
-  const share = unrecognizedShare(snapshot.histograms?.count);
-  card.share.textContent = formatShare(share);
-  card.share.dataset.value = share === null ? "" : String(share);
+  for (const feature of figures.features) {
+    const view = featureView(card, feature.name, feature.title);
+    view.chart.dataset.step = String(snapshot.step);
+    const share = unrecognizedShare(snapshot.histograms?.[feature.name]);
+    view.share.textContent = formatShare(share);
+    view.share.dataset.value = share === null ? "" : String(share);
+    renderFigure(view.chart, feature.figure, `feature-${card.id}-${feature.name}`);
+  }
+  showScores(card, snapshot.scores);
 
   if (snapshot.grid_url) {
     card.grid.src = snapshot.grid_url;
@@ -236,7 +339,6 @@ function showSnapshot(card, snapshot, figures) {
   card.slider.value = String(index);
   updateFollowNote(card);
 
-  renderFigure(card.countsChart, figures.counts, `counts-${card.id}`);
   renderFigure(card.lossChart, figures.loss, `loss-${card.id}`);
 }
 
@@ -318,6 +420,25 @@ async function loadSnapshots(card) {
   }
 }
 
+// Follow the study's step slider (compare.js): each card shows its newest snapshot at or
+// before the chosen step, or follows its latest snapshot while the slider is at its end.
+function followStudyStep(event) {
+  const { step, following } = event.detail;
+  for (const card of cards.values()) {
+    let index = card.snapshots.length - 1;
+    if (!following) {
+      index = card.snapshots.findLastIndex((snapshot) => snapshot.step <= step);
+    }
+    const snapshot = card.snapshots[index];
+    card.following = following;
+    if (snapshot && snapshot.step !== card.shownStep) {
+      showStoredSnapshot(card, snapshot);
+    } else {
+      updateFollowNote(card);
+    }
+  }
+}
+
 // ---- Live events ----
 
 function allRunsEnded() {
@@ -346,6 +467,7 @@ function handleEvent(name, data) {
     if (card) {
       addSnapshot(card, data.snapshot, data.figures);
     }
+    document.dispatchEvent(new CustomEvent("biaslab:snapshot", { detail: { runId: data.run_id } }));
   }
   if (name === "run" && source && allRunsEnded()) {
     finishLiveUpdates();
@@ -400,10 +522,13 @@ async function start() {
     return;
   }
   design = study.design;
+  canChange = canChangeStudy(await currentAccount(), study);
   renderStudyHeader(study);
   for (const run of study.runs) {
     createCard(run);
   }
+  document.addEventListener("biaslab:step", followStudyStep);
+  startCompare(study);
 
   // Open the stream before loading snapshots, so that nothing committed meanwhile is missed.
   const live = !allRunsEnded();

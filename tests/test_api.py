@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -14,10 +15,14 @@ from PIL import Image
 from sqlalchemy import text
 
 from backend.app import create_app
+from biaslab.analysis.histogram import count_histogram
+from biaslab.design import DATASET_FAMILIES, DotsDataset
+from biaslab.families.dots import COUNT_FEATURE, DotsFamily
 from biaslab.settings import Settings
-from biaslab.store.db import make_engine
+from biaslab.store.db import make_engine, make_sessionmaker, session_scope
 from biaslab.store.migrate import upgrade
 from biaslab.store.models import Base
+from biaslab.store.runs import add_snapshot, save_training_histograms
 from tests.examples import EXAMPLE_STUDY
 
 
@@ -113,7 +118,9 @@ def test_new_run_has_no_results_yet(client):
     assert metrics == {"run_id": run_id, "steps": [], "series": {}}
     figures = client.get(f"/api/runs/{run_id}/figures").json()
     assert figures["step"] is None
-    assert figures["counts"]["data"] == [], "no training histogram until the worker starts the run"
+    assert figures["features"][0]["name"] == "count"
+    for feature in figures["features"]:
+        assert feature["figure"]["data"] == [], "no histograms until the worker starts the run"
     missing = client.get(f"/api/runs/{run_id}/figures", params={"step": 250})
     assert missing.status_code == 404
     assert missing.json() == {"detail": f"run {run_id} has no snapshot at step 250"}
@@ -151,7 +158,8 @@ def test_new_run_has_no_results_yet(client):
             {"dataset": {"family": "stars"}},
             "dataset.family",
             "dataset.family: 'stars' is invalid: Input tag 'stars' found using 'family' "
-            "does not match any of the expected tags: 'dots'",
+            "does not match any of the expected tags: "
+            + ", ".join(repr(family) for family in DATASET_FAMILIES),
         ),
     ],
 )
@@ -221,7 +229,10 @@ def test_openapi_lists_routes(client):
         "/api/runs/{run_id}",
         "/api/runs/{run_id}/snapshots",
         "/api/runs/{run_id}/cancel",
+        "/api/runs/{run_id}/features",
+        "/api/runs/{run_id}/figures/{feature}",
         "/api/datasets/preview",
+        "/api/datasets/histograms",
     ):
         assert path in paths, f"{path} missing from the OpenAPI schema"
 
@@ -283,3 +294,157 @@ def test_integers_beyond_64_bits_are_422(client, path):
     response = client.get(path)
     assert response.status_code == 422, response.text
     assert "less than or equal to 9223372036854775807" in response.json()["detail"][0]["message"]
+
+
+def store_results(settings: Settings, run_id: int) -> None:
+    """Write a run's training histograms and a snapshot with scores, as a worker does."""
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        save_training_histograms(
+            session, run_id, {"count": COUNT_FEATURE.histogram(np.array([2.0, 4.0, 2.0, 4.0]))}
+        )
+        add_snapshot(
+            session,
+            run_id,
+            250,
+            {"count": COUNT_FEATURE.histogram(np.array([3.0, 3.0, 4.0, np.nan]))},
+            {"loss": 1.5},
+            None,
+            {"precision": 0.75, "recall": float("nan")},
+        )
+    engine.dispose()
+
+
+def test_run_features_of_dots(client):
+    run_id = client.post("/api/studies", json=EXAMPLE_STUDY).json()["run_ids"][0]
+    body = client.get(f"/api/runs/{run_id}/features").json()
+    assert body["run_id"] == run_id
+    assert body["family"] == "dots"
+    design = DotsDataset.model_validate(EXAMPLE_STUDY["dataset"])
+    names = [feature.name for feature in DotsFamily().features(design)]
+    assert [feature["name"] for feature in body["features"]] == names
+    feature = body["features"][0]
+    assert feature["name"] == "count"
+    assert feature["title"] == "Dot count"
+    assert feature["categorical"] is False
+    assert feature["labels"][:3] == ["1", "2", "3"]
+
+
+def test_feature_figure_and_scores(client, settings):
+    run_id = client.post("/api/studies", json=EXAMPLE_STUDY).json()["run_ids"][0]
+    store_results(settings, run_id)
+
+    figure = client.get(f"/api/runs/{run_id}/figures/count").json()
+    assert figure["name"] == "count"
+    assert figure["step"] == 250
+    training, generated = figure["figure"]["data"]
+    assert training["name"] == "training"
+    assert generated["name"] == "generated (step 250)"
+    assert training["x"][:4] == ["1", "2", "3", "4"]
+    assert training["x"][-1] == "unrecognized"
+    assert generated["y"][2] == pytest.approx(0.5), "two of four samples have 3 dots"
+    assert generated["y"][-1] == pytest.approx(0.25), "one of four samples is unrecognized"
+    title = figure["figure"]["layout"]["title"]["text"]
+    assert title == "Dot count: 25% of 4 samples unrecognized"
+
+    at_step = client.get(f"/api/runs/{run_id}/figures/count", params={"step": 250}).json()
+    assert at_step == figure
+    every = client.get(f"/api/runs/{run_id}/figures").json()
+    names = [item["name"] for item in client.get(f"/api/runs/{run_id}/features").json()["features"]]
+    assert [item["name"] for item in every["features"]] == names
+    assert every["features"][0]["figure"] == figure["figure"]
+    for other in every["features"][1:]:
+        assert other["figure"]["data"] == [], f"{other['name']} has no stored histogram"
+
+    [snapshot] = client.get(f"/api/runs/{run_id}/snapshots").json()["snapshots"]
+    assert snapshot["scores"] == {"precision": 0.75, "recall": None}, "NaN is sent as null"
+    assert snapshot["histograms"]["count"]["labels"][0] == "1"
+
+
+def test_unknown_feature_figure_is_404(client):
+    run_id = client.post("/api/studies", json=EXAMPLE_STUDY).json()["run_ids"][0]
+    names = [item["name"] for item in client.get(f"/api/runs/{run_id}/features").json()["features"]]
+    response = client.get(f"/api/runs/{run_id}/figures/size")
+    assert response.status_code == 404
+    assert response.json() == {
+        "detail": f"run {run_id} has no feature 'size'; its features are {', '.join(names)}"
+    }
+    missing_step = client.get(f"/api/runs/{run_id}/figures/count", params={"step": 5})
+    assert missing_step.status_code == 404
+    assert missing_step.json() == {"detail": f"run {run_id} has no snapshot at step 5"}
+
+
+def test_histograms_without_labels_still_render(client, settings):
+    run_id = client.post("/api/studies", json=EXAMPLE_STUDY).json()["run_ids"][0]
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        # Histograms stored before bins had labels.
+        save_training_histograms(session, run_id, {"count": count_histogram(np.array([2, 4]))})
+        add_snapshot(session, run_id, 10, {"count": count_histogram(np.array([3, -1]))}, {}, None)
+    engine.dispose()
+
+    figure = client.get(f"/api/runs/{run_id}/figures/count").json()["figure"]
+    training, generated = figure["data"]
+    assert training["x"] == [*[str(count) for count in range(1, 9)], "unrecognized"]
+    assert generated["y"][2] == pytest.approx(0.5)
+    assert generated["y"][-1] == pytest.approx(0.5)
+
+
+def test_dataset_histograms_of_design(client):
+    response = client.post("/api/datasets/histograms", json=EXAMPLE_STUDY["dataset"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["family"] == "dots"
+    count = body["features"][0]
+    assert count["name"] == "count"
+    histogram = count["histogram"]
+    assert histogram["total"] == body["n_images"]
+    assert histogram["unrecognized"] == 0, "true features of renders are always known"
+    assert histogram["counts"][1] + histogram["counts"][3] == body["n_images"], "only 2 and 4"
+    assert histogram["counts"][1] == pytest.approx(body["n_images"] / 2, rel=0.1)
+    [training] = count["figure"]["data"]
+    assert training["name"] == "training"
+    same = client.post("/api/datasets/histograms", json=EXAMPLE_STUDY["dataset"]).json()
+    assert same == body, "the same design and seed give the same histograms"
+
+
+def test_dataset_histograms_reject_invalid(client):
+    response = client.post(
+        "/api/datasets/histograms", json={**EXAMPLE_STUDY["dataset"], "counts": [0]}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "counts[0]"
+
+
+PIE_STUDY = {
+    **EXAMPLE_STUDY,
+    "name": "pies",
+    "dataset": {"family": "pie", "image_size": 32, "values": [[3, 5, 5, 3], [7, 5, 5, 7]]},
+}
+
+
+def test_pie_preview_and_histograms(client):
+    preview = client.post("/api/datasets/preview", json=PIE_STUDY["dataset"])
+    assert preview.status_code == 200, preview.text
+    assert preview.headers["content-type"] == "image/png"
+
+    body = client.post("/api/datasets/histograms", json=PIE_STUDY["dataset"]).json()
+    assert body["family"] == "pie"
+    by_name = {feature["name"]: feature for feature in body["features"]}
+    assert set(by_name) >= {"size", "x", "y", "red_share", "colours"}
+    size = by_name["size"]["histogram"]
+    assert size["labels"] == [str(value) for value in range(1, 10)]
+    assert size["counts"][2] + size["counts"][6] == body["n_images"], "sizes are 3 and 7 only"
+    assert by_name["x"]["histogram"]["counts"][4] == body["n_images"], "x is always 5"
+
+
+def test_pie_run_lists_pie_features(client):
+    run_id = client.post("/api/studies", json=PIE_STUDY).json()["run_ids"][0]
+    features = client.get(f"/api/runs/{run_id}/features").json()
+    assert features["family"] == "pie"
+    names = [feature["name"] for feature in features["features"]]
+    assert names[:4] == ["size", "x", "y", "red_share"]
+    figures = client.get(f"/api/runs/{run_id}/figures").json()
+    assert [item["name"] for item in figures["features"]] == names
+    size = client.get(f"/api/runs/{run_id}/figures/size").json()
+    assert size["title"].startswith("Size")

@@ -75,6 +75,17 @@ class Recorder:
         return step == self.stop_after
 
 
+def holds_adam_moments(state: object) -> bool:
+    """Return True when a nested optimizer state contains a tensor named exp_avg anywhere."""
+    if isinstance(state, dict):
+        if isinstance(state.get("exp_avg"), torch.Tensor):
+            return True
+        return any(holds_adam_moments(value) for value in state.values())
+    if isinstance(state, (list, tuple)):
+        return any(holds_adam_moments(value) for value in state)
+    return False
+
+
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     path = tmp_path / "runs" / "1" / "checkpoint.pt"
     train(make_spec(steps=3, snapshot_every=3), Recorder(), CPU, checkpoint_path=path)
@@ -83,12 +94,12 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
 
     assert checkpoint.step == 3
     assert checkpoint.spec == make_spec(steps=3, snapshot_every=3).model_dump(mode="json")
-    assert set(checkpoint.model) == {"network", "optimizer"}
+    assert set(checkpoint.model) >= {"network", "optimizer"}
     assert all(
         isinstance(value, torch.Tensor) and value.device == CPU
         for value in checkpoint.model["network"].values()
     )
-    assert checkpoint.model["optimizer"]["state"], "Adam moments are saved"
+    assert holds_adam_moments(checkpoint.model["optimizer"]), "Adam moments are saved"
     assert set(checkpoint.random_state) >= {
         "torch",
         "numpy",

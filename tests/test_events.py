@@ -77,7 +77,10 @@ def test_events_stream_snapshots_and_resume(lab):
     snapshot = json.loads(second["data"])
     assert snapshot["snapshot"]["step"] == 250
     assert snapshot["snapshot"]["histograms"]["count"]["unrecognized"] == 1
-    assert snapshot["figures"]["counts"]["data"][0]["name"] == "generated (step 250)"
+    count = snapshot["figures"]["features"][0]
+    assert count["name"] == "count"
+    assert count["figure"]["data"][0]["name"] == "generated (step 250)"
+    assert snapshot["snapshot"]["scores"] == {}
 
     # A reconnect that sends the last id it saw gets only what came after it.
     add_snapshot(settings, run_id, 500, [3, 3, 3])

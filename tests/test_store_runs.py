@@ -29,6 +29,7 @@ from biaslab.store.runs import (
     release_run,
     runs_to_resend,
     save_training_histograms,
+    was_claimed_before,
 )
 from biaslab.store.studies import create_study, request_cancel
 
@@ -170,6 +171,28 @@ def test_claim_after_lease_expiry(sessions):
     with session_scope(sessions) as session:
         assert finish_run(session, run_id, "worker-a", RunStatus.succeeded) is False
     assert load_run(sessions, run_id).status is RunStatus.running
+
+
+def claimed_before(sessions: sessionmaker[Session], run_id: int) -> bool:
+    with session_scope(sessions) as session:
+        return was_claimed_before(session, run_id)
+
+
+def test_was_claimed_before_decides_resume(sessions):
+    run_id = new_run(sessions)
+    assert claimed_before(sessions, run_id) is False, "a new run has no checkpoint to resume"
+
+    claim(sessions, run_id, "worker-a")
+    assert claimed_before(sessions, run_id) is True, "a claimed run resumes when claimed again"
+
+    with session_scope(sessions) as session:
+        assert release_run(session, run_id, "worker-a") is True
+    assert claimed_before(sessions, run_id) is True, "a released run resumes"
+
+    claim(sessions, run_id, "worker-b")
+    expire_lease(sessions, run_id)
+    assert claimed_before(sessions, run_id) is True, "a run whose lease expired resumes"
+    assert claimed_before(sessions, run_id + 1000) is False, "a missing run"
 
 
 @pytest.mark.parametrize("status", [RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled])

@@ -10,6 +10,7 @@ from PIL import Image
 
 from biaslab.analysis.histogram import FeatureHistogram
 from biaslab.design import RunSpec
+from biaslab.families import family_for
 from biaslab.training.callbacks import SnapshotData
 from biaslab.training.device import keep_freed_memory, select_device, set_torch_threads
 from biaslab.training.loop import GRID_COLUMNS, LossAverager, TrainingOutcome, train
@@ -87,7 +88,11 @@ def test_on_start_once_before_steps(full_run: tuple[TrainingOutcome, RecordingCa
     assert callbacks.events[0] == "start"
     assert callbacks.events.count("start") == 1
     assert callbacks.devices == ["cpu"]
+    spec = make_spec()
+    names = {feature.name for feature in family_for(spec.dataset).features(spec.dataset)}
+    assert set(callbacks.training_histograms[0]) == names, "one histogram per feature"
     histogram = callbacks.training_histograms[0]["count"]
+    assert histogram.labels[:3] == ["1", "2", "3"]
     assert histogram.total >= SAMPLES
     assert histogram.unrecognized == 0
     # Training counts are 1 and 3, one bin per integer from 1 up.
@@ -105,6 +110,12 @@ def test_snapshot_steps_and_contents(full_run: tuple[TrainingOutcome, RecordingC
         assert histogram.total == SAMPLES, snapshot.step
         assert sum(histogram.counts) + histogram.unrecognized == SAMPLES, snapshot.step
         assert set(snapshot.losses) == {"loss", "reconstruction", "kl"}, snapshot.step
+        assert snapshot.histograms["count"].edges == histogram_edges(callbacks), snapshot.step
+        assert snapshot.scores == {}, "dots define no scores"
+
+
+def histogram_edges(callbacks: RecordingCallbacks) -> list[float]:
+    return callbacks.training_histograms[0]["count"].edges
 
 
 def test_snapshot_grid_is_8x8_tiles(full_run: tuple[TrainingOutcome, RecordingCallbacks]) -> None:
@@ -228,3 +239,41 @@ def test_stop_at_last_step_completes() -> None:
     outcome = train(make_spec(), callbacks, CPU)
     assert outcome == TrainingOutcome(stopped=False, step=7), "a fully trained run is not stopped"
     assert callbacks.snapshots[-1].step == 7
+
+
+@pytest.mark.parametrize(
+    ("dataset", "score_names"),
+    [
+        ({"family": "pie"}, set()),
+        ({"family": "combinations", "combinations": 5}, {"precision", "recall"}),
+    ],
+    ids=["pie", "combinations"],
+)
+def test_other_family_reports_every_feature(dataset: dict, score_names: set[str]) -> None:
+    spec = RunSpec.model_validate(
+        {
+            "dataset": dataset,
+            "model": {"kind": "vae", "z_dim": 4},
+            "training": {
+                "steps": 2,
+                "batch_size": 8,
+                "snapshot_every": 2,
+                "samples_per_snapshot": SAMPLES,
+            },
+        }
+    )
+    family = family_for(spec.dataset)
+    names = {feature.name for feature in family.features(spec.dataset)}
+    callbacks = RecordingCallbacks()
+
+    train(spec, callbacks, CPU)
+
+    assert set(callbacks.training_histograms[0]) == names
+    [snapshot] = callbacks.snapshots
+    assert set(snapshot.histograms) == names
+    for name, histogram in snapshot.histograms.items():
+        assert histogram.total == SAMPLES, name
+        assert sum(histogram.counts) + histogram.unrecognized == SAMPLES, name
+    assert score_names <= set(snapshot.scores)
+    if not score_names:
+        assert snapshot.scores == {}

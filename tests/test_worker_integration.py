@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from biaslab.design import StudyCreate
-from biaslab.queue import TRAIN_RUN_TASK, celery_config
+from biaslab.queue import DEFAULT_QUEUE, TRAIN_RUN_TASK, celery_config
 from biaslab.settings import Settings
 from biaslab.store.db import make_engine, make_sessionmaker, session_scope
 from biaslab.store.migrate import upgrade
@@ -231,7 +232,7 @@ def wait_for_run(
 
 def pending_messages(settings: Settings) -> int:
     with Connection(settings.resolved_broker_url) as connection:
-        return connection.default_channel.queue_declare(queue="celery").message_count
+        return connection.default_channel.queue_declare(queue=DEFAULT_QUEUE).message_count
 
 
 def test_worker_trains_run(settings, sessions, sender, start_worker):
@@ -271,6 +272,8 @@ def test_worker_trains_run(settings, sessions, sender, start_worker):
         histogram = snapshot.histograms["count"]
         assert histogram["total"] == 64
         assert sum(histogram["counts"]) + histogram["unrecognized"] == 64
+        assert set(snapshot.histograms) == set(run.training_histograms), "one per feature"
+        assert snapshot.scores == {}, "dots define no scores, and the column stores them"
         assert snapshot.losses, f"snapshot {snapshot.step} has no losses"
         assert all(math.isfinite(value) for value in snapshot.losses.values())
         assert snapshot.grid_path == f"runs/{run_id}/step_{snapshot.step:07d}.png"
@@ -402,6 +405,36 @@ def test_killed_worker_run_resumes(settings, sessions, sender, start_worker):
             assert (snapshot_id, created_at) == before[step], f"snapshot {step} was trained again"
     assert len(metric_steps) == len(set(metric_steps))
     assert max(metric_steps) == 400
+
+
+def test_new_run_ignores_leftover_checkpoint(settings, sessions, sender, start_worker):
+    worker = start_worker()
+    _, old_run_id = create_run(sessions, study_design())
+    sender.send_task(TRAIN_RUN_TASK, args=[old_run_id])
+    old = wait_for_run(sessions, old_run_id, lambda run: run.status.is_terminal, "ended")
+    assert old.status is RunStatus.succeeded, old.error
+
+    # SQLite gives a new run the id of a deleted one, whose files a worker may
+    # still write as it stops. The copy puts such files at the new run's path,
+    # with a checkpoint of the same design that passes every check but one.
+    study_id, run_id = create_run(sessions, study_design())
+    runs_dir = settings.resolved_artifact_dir / "runs"
+    shutil.copytree(runs_dir / str(old_run_id), runs_dir / str(run_id))
+    stale_grid = runs_dir / str(run_id) / "step_9999999.png"
+    stale_grid.write_bytes(PNG_SIGNATURE)
+
+    sender.send_task(TRAIN_RUN_TASK, args=[run_id])
+    run = wait_for_run(sessions, run_id, lambda run: run.status.is_terminal, "ended")
+
+    assert run.status is RunStatus.succeeded, run.error
+    assert resume_steps(worker.log(), run_id) == [], "a new run resumed a leftover checkpoint"
+    assert f"run {run_id} study {study_id}: deleted the files that a deleted run" in worker.log()
+    assert not stale_grid.exists(), "the leftover files stay in the new run's folder"
+    with session_scope(sessions) as session:
+        steps = session.scalars(
+            select(Snapshot.step).where(Snapshot.run_id == run_id).order_by(Snapshot.step)
+        ).all()
+    assert steps == [10, 20, 30], "the new run trained from step 0 and stored every snapshot"
 
 
 def test_diverged_run_fails_with_step(settings, sessions, sender, start_worker):

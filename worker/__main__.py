@@ -14,6 +14,7 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from biaslab.queue import DEFAULT_QUEUE, parse_queues
 from biaslab.settings import Settings
 from biaslab.store.migrate import check_current
 from worker.app import make_celery
@@ -27,7 +28,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
     parser.add_argument(
         "--queues",
-        help="comma-separated queues to consume; the default queue when unset",
+        default=DEFAULT_QUEUE,
+        help=(
+            "comma-separated queues to consume: cpu, gpu or cpu,gpu (default: cpu); "
+            "a worker on gpu needs a CUDA GPU"
+        ),
     )
     parser.add_argument(
         "--concurrency",
@@ -48,11 +53,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error(f"--concurrency {args.concurrency} is invalid; use 1 or more")
+    try:
+        args.queues = parse_queues(args.queues)
+    except ValueError as error:
+        parser.error(f"--queues: {error}")
     return args
 
 
-def check_start_up(settings: Settings) -> None:
-    """Raise SystemExit with a clear message when the worker could not train a run."""
+def check_start_up(settings: Settings, queues: list[str] | None = None) -> str:
+    """Raise SystemExit with a clear message when the worker could not train a run.
+
+    Returns the device the worker trains on, described for the workers page.
+    """
     url = settings.resolved_database_url
     try:
         check_current(url)
@@ -69,14 +81,26 @@ def check_start_up(settings: Settings) -> None:
             f"worker not started: artifact folder {artifact_dir} cannot be created: {error}"
         ) from error
 
-    if settings.device == "cuda":
-        _check_cuda()
+    if "gpu" in (queues or []):
+        if settings.device == "cpu":
+            raise SystemExit(
+                "worker not started: --queues gpu takes runs that asked for a GPU, but "
+                "BIASLAB_DEVICE=cpu; set BIASLAB_DEVICE=cuda or auto, or consume --queues cpu"
+            )
+        return _probe_device("cuda")
+    if settings.device == "cpu":
+        return "cpu"
+    return _probe_device(settings.device)
 
 
-def _check_cuda() -> None:
+def _probe_device(preference: str) -> str:
+    """Select the device in a child process and return its description; exit when that fails."""
     # In a child process, so this process never initializes CUDA before it forks
     # its pool.
-    probe = "from biaslab.training.device import select_device; select_device('cuda')"
+    probe = (
+        "from biaslab.training.device import describe_device, select_device; "
+        f"print(describe_device(select_device({preference!r})))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe],
         capture_output=True,
@@ -87,6 +111,7 @@ def _check_cuda() -> None:
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or ["no error output"]
         raise SystemExit(f"worker not started: {lines[-1]}")
+    return (result.stdout.strip().splitlines() or [preference])[-1]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,9 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     # Alembic logs each schema check at INFO; the worker only cares when it fails.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings()
-    check_start_up(settings)
+    device = check_start_up(settings, args.queues)
 
-    app = make_celery(settings)
+    app = make_celery(settings, device=device)
     worker_args = [
         "worker",
         "--pool=prefork",
@@ -108,8 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         f"--loglevel={args.loglevel}",
         f"--hostname={args.hostname or f'biaslab-{os.getpid()}@%h'}",
     ]
-    if args.queues:
-        worker_args.append(f"--queues={args.queues}")
+    worker_args.append(f"--queues={','.join(args.queues)}")
     logger.info("starting worker: %s", " ".join(worker_args[1:]))
     app.worker_main(worker_args)
 

@@ -14,6 +14,7 @@ from sqlalchemy import make_url
 
 from biaslab.queue import celery_config
 from biaslab.settings import Settings
+from worker.presence import install_presence
 from worker.sweep import install_sweep
 from worker.tasks import register_tasks
 
@@ -22,14 +23,19 @@ from worker.tasks import register_tasks
 EMBEDDED_BROKER_POLL_SECONDS = 0.1
 
 
-def make_celery(settings: Settings) -> Celery:
-    """Build the worker's app: Celery settings, the train-run task and the sweep."""
+def make_celery(settings: Settings, device: str | None = None) -> Celery:
+    """Build the worker's app: Celery settings, the train-run task, the sweep and presence.
+
+    `device` describes what the worker trains on, for the workers page; the
+    device setting itself when None.
+    """
     app = Celery("biaslab")
     app.conf.update(celery_config(settings))
     if settings.uses_embedded_broker:
         prepare_embedded_broker(settings.resolved_broker_url)
     register_tasks(app, settings)
     install_sweep(app, settings)
+    install_presence(app, settings, device or settings.device)
     return app
 
 

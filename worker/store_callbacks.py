@@ -12,14 +12,16 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from biaslab.analysis.histogram import FeatureHistogram
+from biaslab.artifacts import run_relative_dir
 from biaslab.store.db import session_scope
+from biaslab.store.retry import with_retry
 from biaslab.store.runs import add_metrics, add_snapshot, heartbeat, save_training_histograms
 from biaslab.training.callbacks import SnapshotData
 
 
 def grid_relative_path(run_id: int, step: int) -> Path:
     """Return where a snapshot's sample grid goes, relative to the artifact folder."""
-    return Path("runs") / str(run_id) / f"step_{step:07d}.png"
+    return run_relative_dir(run_id) / f"step_{step:07d}.png"
 
 
 def checkpoint_relative_path(run_id: int) -> Path:
@@ -28,7 +30,7 @@ def checkpoint_relative_path(run_id: int) -> Path:
     Each checkpoint replaces the previous one, so the path depends on the run id
     alone and the store does not record it.
     """
-    return Path("runs") / str(run_id) / "checkpoint.pt"
+    return run_relative_dir(run_id) / "checkpoint.pt"
 
 
 class StoreCallbacks:
@@ -38,6 +40,9 @@ class StoreCallbacks:
     every `heartbeat_seconds`. It also stops the run at once when
     `shutdown_requested` returns True. `stopped_for_shutdown` is then True, and
     the caller releases the run rather than ending it.
+
+    Each write retries with back-off for up to `database_retry_seconds` while the
+    database is unreachable, then raises StoreUnavailable, which fails the run.
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class StoreCallbacks:
         log: logging.LoggerAdapter[logging.Logger],
         shutdown_requested: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
+        database_retry_seconds: float = 120.0,
     ) -> None:
         self._sessions = sessions
         self._run_id = run_id
@@ -63,31 +69,43 @@ class StoreCallbacks:
         self._log = log
         self._shutdown_requested = shutdown_requested
         self._clock = clock
+        self._retry_seconds = database_retry_seconds
         self.stopped_for_shutdown = False
         # The claim set the lease just now, so the first heartbeat can wait.
         self._last_heartbeat = clock()
 
     def on_start(self, training_histograms: dict[str, FeatureHistogram], device: str) -> None:
-        with session_scope(self._sessions) as session:
-            save_training_histograms(session, self._run_id, training_histograms)
+        def write() -> None:
+            with session_scope(self._sessions) as session:
+                save_training_histograms(session, self._run_id, training_histograms)
+
+        self._write(write, "storing the training histograms")
         self._log.info("training histograms stored; training on %s", device)
 
     def on_metrics(self, step: int, losses: dict[str, float]) -> None:
-        with session_scope(self._sessions) as session:
-            add_metrics(session, self._run_id, step, losses)
+        def write() -> None:
+            with session_scope(self._sessions) as session:
+                add_metrics(session, self._run_id, step, losses)
+
+        self._write(write, f"storing the metrics at step {step}")
 
     def on_snapshot(self, snapshot: SnapshotData) -> None:
         relative = grid_relative_path(self._run_id, snapshot.step)
         self._write_grid(relative, snapshot.grid_png)
-        with session_scope(self._sessions) as session:
-            add_snapshot(
-                session,
-                self._run_id,
-                snapshot.step,
-                snapshot.histograms,
-                snapshot.losses,
-                relative.as_posix(),
-            )
+
+        def write() -> None:
+            with session_scope(self._sessions) as session:
+                add_snapshot(
+                    session,
+                    self._run_id,
+                    snapshot.step,
+                    snapshot.histograms,
+                    snapshot.losses,
+                    relative.as_posix(),
+                    snapshot.scores,
+                )
+
+        self._write(write, f"storing the snapshot at step {snapshot.step}")
         self._log.info("snapshot at step %d stored", snapshot.step)
 
     def should_stop(self, step: int) -> bool:
@@ -110,6 +128,11 @@ class StoreCallbacks:
             # lease outlives several missed heartbeats. The next one tries again.
             self._log.warning("heartbeat at step %d failed; retrying later", step, exc_info=True)
             return False
+
+    def _write(self, write: Callable[[], None], what: str) -> None:
+        # Each write is one transaction that skips rows already stored, so a retry
+        # after a commit whose answer was lost stores nothing twice.
+        with_retry(write, what, self._retry_seconds, self._log)
 
     def _write_grid(self, relative: Path, png: bytes) -> None:
         # Written beside the target and renamed, so a reader never sees half a file.

@@ -4,9 +4,10 @@ The store, not the broker, is the truth about runs. A message is lost when a
 worker's main process dies with the message reserved, or when the API could not
 reach the broker. The embedded broker then keeps the message invisible for good,
 and Redis keeps it until the visibility timeout. The sweep sends such runs
-again: running runs whose lease expired, and queued runs once no message waits
-on the worker's queues. A message for a run that is running under a live lease,
-or has ended, does nothing, so a duplicate costs one claim attempt.
+again, each to the queue of the device it asks for: running runs whose lease
+expired, and queued runs once no message waits on their queue. A message for a
+run that is running under a live lease, or has ended, does nothing, so a
+duplicate costs one claim attempt.
 
 Embedded mode has no Celery beat, so a daemon thread in the worker's main
 process sweeps every half lease.
@@ -21,13 +22,14 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from kombu.exceptions import KombuError
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from biaslab.queue import TRAIN_RUN_TASK
+from biaslab.queue import QUEUES, TRAIN_RUN_TASK, queue_of
 from biaslab.settings import Settings
 from biaslab.store.db import make_engine, make_sessionmaker, session_scope
-from biaslab.store.models import utcnow
+from biaslab.store.models import Run, RunStatus, utcnow
 from biaslab.store.runs import runs_to_resend
 
 logger = logging.getLogger(__name__)
@@ -40,21 +42,16 @@ class RunSweeper:
         self._app = app
         self._settings = settings
         self._interval = interval_seconds
-        self._queues: list[str] = [app.conf.task_default_queue]
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, queues: list[str]) -> None:
-        """Start sweeping; runs are sent to the first of `queues`, which this worker consumes."""
+    def start(self) -> None:
+        """Start sweeping every `interval_seconds` in a daemon thread."""
         if self._thread is not None:
             return
-        if queues:
-            self._queues = queues
         self._thread = threading.Thread(target=self._loop, name="biaslab-sweep", daemon=True)
         self._thread.start()
-        logger.info(
-            "sweep started: every %.1f s, sending to queue %s", self._interval, self._queues[0]
-        )
+        logger.info("sweep started: every %.1f s", self._interval)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -78,29 +75,47 @@ class RunSweeper:
             engine.dispose()
 
     def sweep_once(self, sessions: sessionmaker[Session]) -> list[int]:
-        """Send the runs whose message may be lost; return their ids."""
+        """Send the runs whose message may be lost, each to its device's queue; return their ids."""
         try:
             pending = self._pending_messages()
             with session_scope(sessions) as session:
-                run_ids = runs_to_resend(session, utcnow(), include_queued=pending == 0)
-            for run_id in run_ids:
-                self._app.send_task(TRAIN_RUN_TASK, args=[run_id], queue=self._queues[0])
+                candidates = runs_to_resend(session, utcnow())
+                rows = session.execute(
+                    select(Run.id, Run.status, Run.spec).where(Run.id.in_(candidates))
+                ).all()
+            # A queued run is sent again only when no message waits on its queue:
+            # one that waits may be the run's own.
+            to_send = [
+                (run_id, queue_of(spec))
+                for run_id, status, spec in sorted(rows, key=lambda row: row[0])
+                if status is RunStatus.running or pending.get(queue_of(spec)) == 0
+            ]
+            for run_id, queue in to_send:
+                self._app.send_task(TRAIN_RUN_TASK, args=[run_id], queue=queue)
         except (SQLAlchemyError, KombuError, OSError):
             logger.warning("sweep failed; next try in %.1f s", self._interval, exc_info=True)
             return []
+        run_ids = [run_id for run_id, _ in to_send]
         if run_ids:
-            logger.info("sweep sent runs %s again (%s messages were waiting)", run_ids, pending)
+            logger.info(
+                "sweep sent runs %s again (messages waiting: %s)",
+                run_ids,
+                ", ".join(f"{name} {count}" for name, count in pending.items()),
+            )
         return run_ids
 
-    def _pending_messages(self) -> int | None:
-        """Count the messages waiting on this worker's queues; None when the broker fails."""
+    def _pending_messages(self) -> dict[str, int | None]:
+        """Count the messages waiting on each queue; None for a queue the broker could not count."""
         with self._app.connection_for_write() as connection:
             errors = connection.connection_errors + connection.channel_errors
-            try:
-                return sum(self._queue_size(connection, name) for name in self._queues)
-            except errors:
-                logger.warning("counting waiting messages failed", exc_info=True)
-                return None
+            counts: dict[str, int | None] = {}
+            for name in QUEUES:
+                try:
+                    counts[name] = self._queue_size(connection, name)
+                except errors:
+                    logger.warning("counting waiting messages on %s failed", name, exc_info=True)
+                    counts[name] = None
+            return counts
 
     @staticmethod
     def _queue_size(connection: Any, name: str) -> int:
@@ -118,7 +133,7 @@ def install_sweep(app: Celery, settings: Settings) -> RunSweeper:
 
     def start(sender: Any, **_: Any) -> None:
         if sender.app is app:
-            sweeper.start(list(app.amqp.queues.consume_from or {}))
+            sweeper.start()
 
     def stop(sender: Any, **_: Any) -> None:
         if sender.app is app:

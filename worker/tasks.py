@@ -28,12 +28,22 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from biaslab.artifacts import delete_run_artifacts
 from biaslab.design import RunSpec
-from biaslab.queue import TRAIN_RUN_TASK
+from biaslab.queue import TRAIN_RUN_TASK, queue_of
 from biaslab.settings import Settings
 from biaslab.store.db import make_engine, make_sessionmaker, session_scope
 from biaslab.store.models import RunStatus
-from biaslab.store.runs import claim_run, discard_results_after, finish_run, release_run
+from biaslab.store.retry import StoreUnavailable, with_retry
+from biaslab.store.runs import (
+    claim_run,
+    discard_results_after,
+    finish_run,
+    release_run,
+    runs_waiting_for_slot,
+    was_claimed_before,
+)
+from biaslab.store.workers import set_current_run
 from worker.store_callbacks import StoreCallbacks, checkpoint_relative_path
 
 if TYPE_CHECKING:
@@ -70,6 +80,15 @@ class ProcessResources:
 
 
 @dataclass(frozen=True)
+class AttemptEnd:
+    """What the task does after an attempt: send the run again, and send waiting runs."""
+
+    requeue: bool = False
+    # (run id, queue) of the owner's runs that waited for the slot this run freed.
+    waiting: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class RunOutcome:
     """The end of one training attempt; status queued means the run was released unfinished."""
 
@@ -103,39 +122,70 @@ class RunTrainer:
         logger.info("pool process %d ready: device %s", os.getpid(), device)
         return ProcessResources(pid=os.getpid(), sessions=make_sessionmaker(engine), device=device)
 
-    def train(self, run_id: int, owner: str) -> bool:
+    def train(self, run_id: int, owner: str, worker_name: str | None = None) -> AttemptEnd:
         """Claim and train run `run_id` under the lease `owner`, then record how it ended.
 
-        Returns True when the run went back to queued because the worker is shutting down.
+        `worker_name` is the Celery node name, under which the workers page shows
+        the run. `requeue` of the result is True when the run went back to queued
+        because the worker is shutting down.
         """
         resources = self.resources()
-        with session_scope(resources.sessions) as session:
-            run = claim_run(
-                session,
-                run_id,
-                owner,
-                self._settings.lease_seconds,
-                str(resources.device),
-                socket.gethostname(),
-            )
-            claimed = None if run is None else (run.study_id, run.spec, run.cancel_requested)
+
+        def claim() -> tuple[int, dict[str, Any], bool, bool] | None:
+            with session_scope(resources.sessions) as session:
+                resumable = was_claimed_before(session, run_id)
+                run = claim_run(
+                    session,
+                    run_id,
+                    owner,
+                    self._settings.lease_seconds,
+                    str(resources.device),
+                    socket.gethostname(),
+                    max_in_flight=self._settings.max_runs_per_user,
+                )
+                if run is not None and worker_name is not None:
+                    set_current_run(session, worker_name, run_id)
+                if run is None:
+                    return None
+                return run.study_id, run.spec, run.cancel_requested, resumable
+
+        claimed = with_retry(
+            claim, f"claiming run {run_id}", self._settings.database_retry_seconds, logger
+        )
         if claimed is None:
             logger.info(
-                "run %s: not claimed (running under a live lease, ended or missing); "
-                "message ignored",
+                "run %s: not claimed (running under a live lease, ended, missing or "
+                "waiting for its owner's limit); message ignored",
                 run_id,
             )
-            return False
+            return AttemptEnd()
 
-        study_id, spec_json, cancel_requested = claimed
+        study_id, spec_json, cancel_requested, resumable = claimed
         log = RunLog(logger, {"run_id": run_id, "study_id": study_id})
         log.info("claimed by %s on %s", owner, resources.device)
         if cancel_requested:
             outcome = RunOutcome(RunStatus.cancelled, step=0)
         else:
-            outcome = self._train_spec(run_id, owner, spec_json, resources, log)
-        recorded = self._record_outcome(resources, run_id, owner, outcome, log)
-        return recorded and outcome.status is RunStatus.queued
+            outcome = self._train_spec(run_id, owner, spec_json, resources, log, resumable)
+        recorded = self._record_outcome(resources, run_id, owner, outcome, log, worker_name)
+        return AttemptEnd(
+            requeue=recorded and outcome.status is RunStatus.queued,
+            waiting=self._waiting_runs(resources, run_id) if recorded else (),
+        )
+
+    def _waiting_runs(
+        self, resources: ProcessResources, run_id: int
+    ) -> tuple[tuple[int, str], ...]:
+        limit = self._settings.max_runs_per_user
+        if limit is None:
+            return ()
+        try:
+            with session_scope(resources.sessions) as session:
+                waiting = runs_waiting_for_slot(session, run_id, limit)
+        except SQLAlchemyError:
+            logger.warning("run %s: finding runs that wait for its slot failed", run_id)
+            return ()
+        return tuple((waiting_id, queue_of(spec)) for waiting_id, spec in waiting)
 
     def _train_spec(
         self,
@@ -144,6 +194,7 @@ class RunTrainer:
         spec_json: dict[str, Any],
         resources: ProcessResources,
         log: RunLog,
+        resumable: bool,
     ) -> RunOutcome:
         try:
             spec = RunSpec.model_validate(spec_json)
@@ -152,11 +203,27 @@ class RunTrainer:
             return RunOutcome(RunStatus.failed, error=f"invalid run spec: {_one_line(error)}")
 
         # Resume from the run's checkpoint, if an earlier attempt left one. Results
-        # stored after its step are reported again, so they go first.
+        # stored after its step are reported again, so they go first. A run never
+        # claimed before made no files, so files at its path belong to a deleted run
+        # whose id the database reused, and they go.
         checkpoint_path = self._settings.resolved_artifact_dir / checkpoint_relative_path(run_id)
-        resume_from = _load_resumable_checkpoint(checkpoint_path, spec, resources.device, log)
-        with session_scope(resources.sessions) as session:
-            discard_results_after(session, run_id, resume_from.step if resume_from else 0)
+        resume_from = None
+        if resumable:
+            resume_from = _load_resumable_checkpoint(checkpoint_path, spec, resources.device, log)
+        elif delete_run_artifacts(self._settings.resolved_artifact_dir, [run_id]):
+            log.warning("deleted the files that a deleted run with the same id left behind")
+
+        def discard() -> None:
+            with session_scope(resources.sessions) as session:
+                discard_results_after(session, run_id, resume_from.step if resume_from else 0)
+
+        try:
+            with_retry(
+                discard, "deleting results to replay", self._settings.database_retry_seconds, log
+            )
+        except StoreUnavailable as error:
+            log.error("%s", error)
+            return RunOutcome(RunStatus.failed, error=str(error))
 
         callbacks = StoreCallbacks(
             resources.sessions,
@@ -168,6 +235,7 @@ class RunTrainer:
             self._settings.heartbeat_seconds,
             log,
             shutdown_requested=self._shutdown_requested,
+            database_retry_seconds=self._settings.database_retry_seconds,
         )
         from biaslab.training.loop import TrainingDivergedError, train
 
@@ -191,22 +259,37 @@ class RunTrainer:
         return RunOutcome(status, step=result.step)
 
     def _record_outcome(
-        self, resources: ProcessResources, run_id: int, owner: str, outcome: RunOutcome, log: RunLog
+        self,
+        resources: ProcessResources,
+        run_id: int,
+        owner: str,
+        outcome: RunOutcome,
+        log: RunLog,
+        worker_name: str | None = None,
     ) -> bool:
-        try:
+        def record() -> bool:
             with session_scope(resources.sessions) as session:
+                if worker_name is not None:
+                    set_current_run(session, worker_name, None)
                 if outcome.status is RunStatus.queued:
-                    recorded = release_run(session, run_id, owner)
-                else:
-                    recorded = finish_run(
-                        session,
-                        run_id,
-                        owner,
-                        outcome.status,
-                        error=outcome.error,
-                        step=outcome.step,
-                    )
-        except SQLAlchemyError:
+                    return release_run(session, run_id, owner)
+                return finish_run(
+                    session,
+                    run_id,
+                    owner,
+                    outcome.status,
+                    error=outcome.error,
+                    step=outcome.step,
+                )
+
+        try:
+            recorded = with_retry(
+                record,
+                f"recording the run as {outcome.status.value}",
+                self._settings.database_retry_seconds,
+                log,
+            )
+        except (SQLAlchemyError, StoreUnavailable):
             log.exception(
                 "recording %s failed; the run is sent again once its lease expires",
                 outcome.status.value,
@@ -263,17 +346,20 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             raise Reject("worker is shutting down", requeue=True)
 
         owner = f"{socket.gethostname()}:{os.getpid()}:{task.request.id}"
-        if trainer.train(run_id, owner):
+        end = trainer.train(run_id, owner, task.request.hostname)
+        to_send = list(end.waiting)
+        if end.requeue:
             # This message is acknowledged when the task returns, so the
             # released run needs a new one on the queue it came from.
             delivery = task.request.delivery_info or {}
-            queue = delivery.get("routing_key") or app.conf.task_default_queue
+            to_send.append((run_id, delivery.get("routing_key") or app.conf.task_default_queue))
+        for send_id, queue in to_send:
             try:
-                app.send_task(TRAIN_RUN_TASK, args=[run_id], queue=queue)
+                app.send_task(TRAIN_RUN_TASK, args=[send_id], queue=queue)
             except KombuError:
                 logger.warning(
                     "run %s: sending it again failed; the sweep sends it later",
-                    run_id,
+                    send_id,
                     exc_info=True,
                 )
 

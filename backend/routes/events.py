@@ -15,6 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from backend.deps import MAX_INTEGER, StudyId
 from backend.routes.runs import figures_public, run_public
 from backend.schemas import SnapshotEvent, SnapshotPublic
+from backend.security.identity import CurrentUser, Principal
+from backend.security.ownership import can_read
 from biaslab.store.db import session_scope
 from biaslab.store.models import EventKind, Run, RunStatus, Snapshot, Study
 from biaslab.store.studies import events_after
@@ -29,9 +31,10 @@ PROGRESS_SECONDS = 1.0
 RETRY_MILLISECONDS = 2000
 
 
-def _study_exists(sessions: sessionmaker[Session], study_id: int) -> bool:
+def _study_visible(sessions: sessionmaker[Session], study_id: int, user: Principal | None) -> bool:
     with session_scope(sessions) as session:
-        return session.get(Study, study_id) is not None
+        study = session.get(Study, study_id)
+        return study is not None and can_read(study, user)
 
 
 def _load_messages(
@@ -91,6 +94,7 @@ def _format(event_id: int, name: str, data: str) -> str:
 async def study_events(
     study_id: StudyId,
     request: Request,
+    user: CurrentUser,
     last_event_id: Annotated[int | None, Header(ge=0, le=MAX_INTEGER)] = None,
     after: Annotated[
         int | None, Query(ge=0, le=MAX_INTEGER, description="Send events with a larger id only.")
@@ -99,7 +103,7 @@ async def study_events(
     """Stream the study's events; a reconnect with Last-Event-ID resumes after that event."""
     # No session dependency here: it would hold a database connection for the stream's lifetime.
     sessions = request.app.state.sessions
-    if not await run_in_threadpool(_study_exists, sessions, study_id):
+    if not await run_in_threadpool(_study_visible, sessions, study_id, user):
         raise HTTPException(status_code=404, detail=f"study {study_id} not found")
     start = last_event_id if last_event_id is not None else (after or 0)
 

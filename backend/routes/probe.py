@@ -1,4 +1,4 @@
-"""Probe samples generated elsewhere: upload an .npz, .npy or .zip of PNGs, get dot counts.
+"""Probe samples generated elsewhere: upload an .npz, .npy or .zip of PNGs, get their features.
 
 The request body is read here, not by FastAPI's form handling, because Starlette spools
 uploads larger than 1 MiB to a temporary file and reads any size. This route counts the bytes
@@ -9,28 +9,41 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from sqlalchemy.orm import Session, sessionmaker
 
+from backend.deps import MAX_INTEGER
+from backend.figures import finite_or_none
 from backend.schemas import HistogramPublic
+from backend.security.identity import CurrentUser
+from backend.security.ownership import can_read
+from biaslab.families import FAMILIES
+from biaslab.families.probing import (
+    ProbeOutcome,
+    StudyDataset,
+    probe_design,
+    probe_images,
+)
 from biaslab.probes.samples import (
     DEFAULT_DOT_RADIUS,
     DOT_RADIUS_RANGE,
     MAX_UPLOAD_BYTES,
     InvalidSamples,
-    ProbeResult,
     SampleSet,
     SamplesTooLarge,
     UnsupportedSampleFile,
     load_samples,
-    probe_dots,
 )
+from biaslab.store.db import session_scope
+from biaslab.store.models import Study
 
 logger = logging.getLogger(__name__)
 
@@ -39,28 +52,43 @@ router = APIRouter(prefix="/api", tags=["probe"])
 # Room for the multipart boundaries, part headers and the short form fields beside the file.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD_BYTES
-# family and dot_radius are a few characters long.
+# family, study_id and dot_radius are a few characters long.
 MAX_FIELD_BYTES = 1024
-FORM_FIELDS = ("file", "family", "dot_radius")
+FORM_FIELDS = ("file", "family", "study_id", "dot_radius")
 
 
 class ProbeForm(BaseModel):
     """The form fields beside the file."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity would otherwise be reported as outside the dot_radius range.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    family: Literal["dots"]
-    dot_radius: float = Field(
-        default=DEFAULT_DOT_RADIUS,
+    family: str | None = Field(
+        default=None,
+        description="The dataset family; the study's family with study_id, else dots.",
+    )
+    study_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_INTEGER,
+        description="A study whose design the samples are probed and scored against.",
+    )
+    dot_radius: float | None = Field(
+        default=None,
         ge=DOT_RADIUS_RANGE[0],
         le=DOT_RADIUS_RANGE[1],
-        description="Dot radius as a fraction of the image width.",
+        description=(
+            "Dot radius as a fraction of the image width, for dots without a study; "
+            f"{DEFAULT_DOT_RADIUS} when unset."
+        ),
     )
 
-
-class ImageCountPublic(BaseModel):
-    index: int
-    count: int | None
+    @field_validator("family")
+    @classmethod
+    def _registered_family(cls, family: str | None) -> str | None:
+        if family is not None and family not in FAMILIES:
+            raise ValueError(f"use one of {', '.join(sorted(FAMILIES))}")
+        return family
 
 
 class SampleSourcePublic(BaseModel):
@@ -71,27 +99,34 @@ class SampleSourcePublic(BaseModel):
 
 
 class ProbePublic(BaseModel):
-    family: Literal["dots"]
-    images: list[ImageCountPublic]
+    family: str
+    study_id: int | None
+    # One object per input image, in input order: its index and every feature's
+    # value (for dots, "count"), null where the probe could not read it.
+    images: list[dict[str, Any]]
     histograms: dict[str, HistogramPublic]
+    # The family's summary numbers, such as precision and recall; null where undefined.
+    scores: dict[str, float | None]
     image_size: tuple[int, int]
     n_images: int
     source: SampleSourcePublic
 
 
-def probe_public(samples: SampleSet, result: ProbeResult) -> ProbePublic:
-    """Build the response of a dots probe; the CLI prints the same JSON."""
-    histogram = result.histogram
+def probe_public(samples: SampleSet, outcome: ProbeOutcome, study_id: int | None) -> ProbePublic:
+    """Build the response of a probe; the CLI prints the same JSON."""
     return ProbePublic(
-        family="dots",
-        images=[ImageCountPublic(index=i, count=count) for i, count in enumerate(result.counts)],
+        family=outcome.family,
+        study_id=study_id,
+        images=[{"index": index, **values} for index, values in enumerate(outcome.images)],
         histograms={
-            "count": HistogramPublic(
+            name: HistogramPublic(
                 **histogram.model_dump(), unrecognized_share=histogram.unrecognized_share
             )
+            for name, histogram in outcome.histograms.items()
         },
-        image_size=result.image_size,
-        n_images=len(result.counts),
+        scores={name: finite_or_none(value) for name, value in outcome.scores.items()},
+        image_size=(int(samples.images.shape[1]), int(samples.images.shape[2])),
+        n_images=int(samples.images.shape[0]),
         source=SampleSourcePublic(
             format=samples.file_format,
             array=samples.array_name,
@@ -99,6 +134,27 @@ def probe_public(samples: SampleSet, result: ProbeResult) -> ProbePublic:
             layout=samples.layout,
         ),
     )
+
+
+class StudyNotFound(LookupError):
+    """A probe's study_id that names no study."""
+
+
+def load_study_dataset(
+    sessions: sessionmaker[Session],
+    study_id: int,
+    readable: Callable[[Study], bool] = lambda _study: True,
+) -> StudyDataset:
+    """Read a study's dataset design in a short transaction.
+
+    Raises StudyNotFound when there is no such study, and also when `readable`
+    rejects it, so that a private study's existence does not leak.
+    """
+    with session_scope(sessions) as session:
+        study = session.get(Study, study_id)
+        if study is None or not readable(study):
+            raise StudyNotFound(f"study {study_id} not found")
+        return StudyDataset(study_id=study.id, dataset=dict(study.design["dataset"]))
 
 
 @dataclass
@@ -186,7 +242,7 @@ async def read_probe_upload(request: Request) -> ProbeUpload:
     if content_type != b"multipart/form-data" or not boundary:
         raise HTTPException(
             status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            detail="send the file as multipart/form-data with the fields file and family",
+            detail="send the file as multipart/form-data with a file field",
         )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -245,7 +301,7 @@ _REQUEST_BODY = {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "required": ["file", "family"],
+                "required": ["file"],
                 "properties": {
                     "file": {
                         "type": "string",
@@ -256,12 +312,25 @@ _REQUEST_BODY = {
                             "bytes."
                         ),
                     },
-                    "family": {"type": "string", "enum": ["dots"]},
+                    "family": {
+                        "type": "string",
+                        "enum": sorted(FAMILIES),
+                        "description": "The study's family with study_id, else dots.",
+                    },
+                    "study_id": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": (
+                            "A study to probe and score against; required for families "
+                            "that compare samples with a training set."
+                        ),
+                    },
                     "dot_radius": {
                         "type": "number",
                         "minimum": DOT_RADIUS_RANGE[0],
                         "maximum": DOT_RADIUS_RANGE[1],
                         "default": DEFAULT_DOT_RADIUS,
+                        "description": "For dots without a study: radius over image width.",
                     },
                 },
             }
@@ -274,17 +343,28 @@ _REQUEST_BODY = {
     "/probe",
     openapi_extra={"requestBody": _REQUEST_BODY},
     responses={
+        404: {"description": "study_id names no study."},
         413: {"description": "The body is larger than the upload limit."},
         415: {"description": "The file is not an .npz, .npy or .zip, or the body is no form."},
         422: {"description": "The file's content or a form field is invalid."},
     },
 )
-def probe(upload: ProbeUploadDep) -> ProbePublic:
-    """Count the dots in uploaded samples; histogram the counts with the unrecognized share."""
+def probe(upload: ProbeUploadDep, request: Request, user: CurrentUser) -> ProbePublic:
+    """Read every feature of uploaded samples: per image, as histograms, and as scores."""
     started = time.perf_counter()
+    form = upload.form
+    study = None
+    if form.study_id is not None:
+        try:
+            study = load_study_dataset(
+                request.app.state.sessions, form.study_id, lambda row: can_read(row, user)
+            )
+        except StudyNotFound as error:
+            raise HTTPException(status_code=404, detail=f"study_id: {error}") from error
     try:
+        design = probe_design(form.family, study, form.dot_radius)
         samples = load_samples(upload.data)
-        result = probe_dots(samples.images, upload.form.dot_radius)
+        outcome = probe_images(samples.images, design)
     except InvalidSamples as error:
         code = status.HTTP_422_UNPROCESSABLE_CONTENT
         if isinstance(error, SamplesTooLarge):
@@ -293,10 +373,18 @@ def probe(upload: ProbeUploadDep) -> ProbePublic:
             code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
         logger.info("probe rejected an upload of %d bytes: %s", len(upload.data), error)
         raise HTTPException(status_code=code, detail=f"{error.field}: {error}") from error
+    except ValueError as error:
+        # A family's probe raises ValueError for images it cannot read at all.
+        logger.info("probe could not read an upload of %d bytes: %s", len(upload.data), error)
+        raise HTTPException(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"file: {error}"
+        ) from error
     logger.info(
-        "probed %d images of %dx%d in %.2f s",
-        len(result.counts),
-        *result.image_size,
+        "probed %d images of %dx%d as %s in %.2f s",
+        samples.images.shape[0],
+        samples.images.shape[1],
+        samples.images.shape[2],
+        outcome.family,
         time.perf_counter() - started,
     )
-    return probe_public(samples, result)
+    return probe_public(samples, outcome, form.study_id)

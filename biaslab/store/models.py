@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 tables of the store: studies, runs, snapshots, metrics, events."""
+"""SQLAlchemy 2 tables of the store: studies, runs, snapshots, metrics, events, users, workers."""
 
 from __future__ import annotations
 
@@ -58,15 +58,27 @@ class Study(Base):
     name: Mapped[str] = mapped_column(String(200))
     design: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # None for a study made while authentication was off. Users are disabled, not
+    # deleted, so no ON DELETE action: the database rejects deleting an owner.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    # A private study is visible to its owner and to admins only.
+    private: Mapped[bool] = mapped_column(default=False)
+    # Where an imported study came from (its bundle's manifest); None for a study made here.
+    imported_from: Mapped[dict[str, Any] | None]
 
     runs: Mapped[list[Run]] = relationship(
         back_populates="study", order_by="Run.index", cascade="all, delete-orphan"
     )
+    # Joined, because every response about a study names its owner.
+    owner: Mapped[User | None] = relationship(lazy="joined")
 
 
 class Run(Base):
     __tablename__ = "runs"
 
+    # TODO: SQLite gives a new row the id of the newest deleted one, so studies
+    # and runs reuse ids. `sqlite_autoincrement` prevents that, but existing
+    # tables must be rebuilt to get it.
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     index: Mapped[int] = mapped_column(default=0)
@@ -88,6 +100,8 @@ class Run(Base):
     lease_expires_at: Mapped[datetime | None]
     # Histograms of the training set's features, on the same bins as the snapshots.
     training_histograms: Mapped[dict[str, Any] | None]
+    # Why a queued run is not training yet (its owner's limit of runs in flight); None otherwise.
+    waiting_reason: Mapped[str | None] = mapped_column(String(500))
 
     study: Mapped[Study] = relationship(back_populates="runs")
     snapshots: Mapped[list[Snapshot]] = relationship(
@@ -104,6 +118,9 @@ class Snapshot(Base):
     step: Mapped[int]
     histograms: Mapped[dict[str, Any]]
     losses: Mapped[dict[str, Any]]
+    # The dataset family's summary numbers of the probed samples, by name; null
+    # for a non-finite value, and NULL in rows written before scores were stored.
+    scores: Mapped[dict[str, Any] | None]
     # Path of the PNG sample grid, relative to the artifact folder.
     grid_path: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -141,3 +158,87 @@ class Event(Base):
     kind: Mapped[EventKind] = mapped_column(Enum(EventKind, native_enum=False, length=16))
     snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # An argon2 hash; None for a user who signs in with API tokens only.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A personal API token; only the SHA-256 digest of its secret is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # The first characters of the secret, shown in lists to tell tokens apart.
+    display_prefix: Mapped[str] = mapped_column(String(16))
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class SignInSession(Base):
+    """A browser sign-in; the cookie contains the secret, the store its SHA-256 digest."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    # Sent back in a header with every state-changing request made with this session's cookie.
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class AuditEntry(Base):
+    """One state-changing API request: who made it, what it asked, when, and the status sent."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(500))
+    # No foreign keys: the entry outlives a deleted study or run.
+    study_id: Mapped[int | None]
+    run_id: Mapped[int | None]
+    status: Mapped[int]
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    # The user name that a sign-in tried when it identified no user; None otherwise.
+    attempted_user: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User | None] = relationship(lazy="joined")
+
+
+class Worker(Base):
+    """A worker process on the broker: what it consumes, what it trains, when it was last seen."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The Celery node name, such as "gpu0@lab-server"; unique among live workers.
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    # The device it trains on, as the worker describes it ("cpu", "cuda:0 (NVIDIA H200)").
+    device: Mapped[str] = mapped_column(String(255))
+    # Comma-separated queue names, such as "gpu" or "cpu,gpu".
+    queues: Mapped[str] = mapped_column(String(255))
+    # A deleted run leaves the worker row in place.
+    current_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)

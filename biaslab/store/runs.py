@@ -17,20 +17,59 @@ each other's lease times, so their clocks must agree to well under a lease.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import DateTime, and_, delete, func, literal, null, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Select,
+    and_,
+    delete,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, aliased
 
 from biaslab.analysis.histogram import FeatureHistogram
 from biaslab.store.events import record_event
-from biaslab.store.models import Event, EventKind, Metric, Run, RunStatus, Snapshot, utcnow
+from biaslab.store.models import (
+    Event,
+    EventKind,
+    Metric,
+    Run,
+    RunStatus,
+    Snapshot,
+    Study,
+    User,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
 # A queued run younger than this is left to the message its submitter is sending.
 QUEUED_RESEND_GRACE_SECONDS = 10.0
+# The first key of the advisory locks that serialize one owner's claims on PostgreSQL.
+CLAIM_LOCK_NAMESPACE = 0x6231
+
+
+def was_claimed_before(session: Session, run_id: int) -> bool:
+    """Return True when a worker has claimed run `run_id` before, so it may resume.
+
+    The first claim sets `started_at`, and nothing clears it. A run that was
+    never claimed has written no checkpoint, so any checkpoint at its path is
+    a leftover of a deleted run whose id the database reused (SQLite does).
+    Call it in the claim's transaction, before `claim_run`: a claim that
+    another worker commits in between makes `claim_run` return None.
+    """
+    started_at = session.scalar(select(Run.started_at).where(Run.id == run_id))
+    return started_at is not None
 
 
 def claim_run(
@@ -40,19 +79,26 @@ def claim_run(
     lease_seconds: float,
     device: str,
     worker_host: str,
+    *,
+    max_in_flight: int | None = None,
 ) -> Run | None:
     """Move a run to running under `owner`'s lease, or return None when it is not claimable.
 
-    A run is claimable when it is queued, or running with an expired lease. One
-    UPDATE checks and changes the status, so of two workers claiming at once,
-    exactly one gets the run. Returns None for a run that is running with a live
-    lease, has ended, or does not exist.
+    A run is claimable when it is running with an expired lease, or queued while
+    its study's owner has fewer than `max_in_flight` other runs running (no limit
+    when None). One UPDATE checks and changes the status, so of two workers
+    claiming at once, exactly one gets the run. Returns None for a run that is
+    running with a live lease, has ended, does not exist, or waits for its
+    owner's limit; a waiting run gets a `waiting_reason` that says so.
     """
     now = utcnow()
-    claimable = or_(
-        Run.status == RunStatus.queued,
-        and_(Run.status == RunStatus.running, Run.lease_expires_at < now),
-    )
+    expired = and_(Run.status == RunStatus.running, Run.lease_expires_at < now)
+    if max_in_flight is None:
+        claimable = or_(Run.status == RunStatus.queued, expired)
+    else:
+        study_owner = _lock_owner_claims(session, run_id)
+        in_flight = _in_flight_count(study_owner, exclude_run_id=run_id).scalar_subquery()
+        claimable = or_(expired, and_(Run.status == RunStatus.queued, in_flight < max_in_flight))
     claimed = session.execute(
         update(Run)
         .where(Run.id == run_id, claimable)
@@ -66,12 +112,15 @@ def claim_run(
             step=0,
             progress=0.0,
             error=None,
+            waiting_reason=None,
             training_histograms=null(),
         )
         .returning(Run.id)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
     if claimed is None:
+        if max_in_flight is not None:
+            _note_waiting(session, run_id, study_owner, max_in_flight)
         return None
 
     # Results of an earlier attempt stay: the worker resumes from its checkpoint
@@ -81,6 +130,97 @@ def claim_run(
         raise LookupError(f"run {run_id} vanished after it was claimed")
     record_event(session, run, EventKind.run)
     return run
+
+
+def runs_waiting_for_slot(
+    session: Session, run_id: int, max_in_flight: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """Return (id, spec) of the queued runs waiting for the slots of `run_id`'s owner, oldest first.
+
+    A worker that ended or released `run_id` sends these again at once, rather than
+    leaving them to the sweep. At most as many as the owner has free slots.
+    """
+    study_owner = session.scalar(
+        select(Study.owner_id).join(Run, Run.study_id == Study.id).where(Run.id == run_id)
+    )
+    free = max_in_flight - (session.scalar(_in_flight_count(study_owner)) or 0)
+    if free <= 0:
+        return []
+    rows = session.execute(
+        select(Run.id, Run.spec)
+        .join(Study, Study.id == Run.study_id)
+        .where(
+            Run.status == RunStatus.queued,
+            Run.waiting_reason.is_not(None),
+            _owned_by(study_owner),
+        )
+        .order_by(Run.id)
+        .limit(free)
+    ).all()
+    return [(waiting_id, spec) for waiting_id, spec in rows]
+
+
+def _owned_by(study_owner: int | None) -> ColumnElement[bool]:
+    # Studies made while authentication was off have no owner; they share one limit.
+    return Study.owner_id.is_(None) if study_owner is None else Study.owner_id == study_owner
+
+
+def _in_flight_count(study_owner: int | None, exclude_run_id: int | None = None) -> Select[Any]:
+    """Count the running runs of the studies of `study_owner`."""
+    other = aliased(Run)
+    query = (
+        select(func.count(other.id))
+        .join(Study, Study.id == other.study_id)
+        .where(other.status == RunStatus.running, _owned_by(study_owner))
+    )
+    if exclude_run_id is not None:
+        query = query.where(other.id != exclude_run_id)
+    return query
+
+
+def _lock_owner_claims(session: Session, run_id: int) -> int | None:
+    """Return the owner of `run_id`'s study; on PostgreSQL, also serialize that owner's claims.
+
+    Under READ COMMITTED, two claims of one owner's runs would each count the
+    other's run as not running yet and both pass the limit. A transaction-scoped
+    advisory lock per owner makes the second claim wait until the first commits;
+    its UPDATE then takes a new snapshot and counts the first run. SQLite needs
+    no lock: a write statement holds the database's single write lock from its
+    start, so its count and its change see the same state.
+    """
+    study_owner = session.scalar(
+        select(Study.owner_id).join(Run, Run.study_id == Study.id).where(Run.id == run_id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_NAMESPACE, study_owner or 0)))
+    return study_owner
+
+
+def _note_waiting(
+    session: Session, run_id: int, study_owner: int | None, max_in_flight: int
+) -> None:
+    """Record why a queued run was not claimed, when its owner's limit is the reason."""
+    in_flight = session.scalar(_in_flight_count(study_owner, exclude_run_id=run_id)) or 0
+    if in_flight < max_in_flight:
+        return
+    who = "studies without an owner"
+    if study_owner is not None:
+        who = session.scalar(select(User.name).where(User.id == study_owner)) or who
+    reason = f"waiting: {who} has {in_flight} runs training, the limit per user is {max_in_flight}"
+    noted = session.execute(
+        update(Run)
+        .where(
+            Run.id == run_id,
+            Run.status == RunStatus.queued,
+            or_(Run.waiting_reason.is_(None), Run.waiting_reason != reason),
+        )
+        .values(waiting_reason=reason)
+        .returning(Run.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if noted is not None:
+        logger.info("run %s: %s", run_id, reason)
+        record_event(session, _get_run(session, run_id, refresh=True), EventKind.run)
 
 
 def discard_results_after(session: Session, run_id: int, step: int) -> int:
@@ -151,8 +291,11 @@ def add_snapshot(
     histograms: Mapping[str, FeatureHistogram],
     losses: Mapping[str, float],
     grid_path: str | None,
+    scores: Mapping[str, float] | None = None,
 ) -> Snapshot:
     """Add the run's snapshot at `step`, or return the one already stored at that step.
+
+    Non-finite `scores` are stored as null, because JSON has no NaN.
 
     A redelivered run replays its steps, so the same step may be reported twice.
     NOTE: a read before the insert is enough because only the lease owner calls
@@ -171,6 +314,10 @@ def add_snapshot(
         step=step,
         histograms=_dump_histograms(histograms),
         losses=dict(losses),
+        scores={
+            name: float(value) if math.isfinite(value) else None
+            for name, value in (scores or {}).items()
+        },
         grid_path=grid_path,
     )
     session.add(snapshot)

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, true, update
 from sqlalchemy.orm import Session, selectinload
 
-from biaslab.design import StudyCreate, expand
+from biaslab.design import StudyCreate, SweepPoint, design_points, expand_runs
 from biaslab.store.events import record_event
 from biaslab.store.models import Event, EventKind, Metric, Run, RunStatus, Snapshot, Study, utcnow
 
 
-def create_study(session: Session, design: StudyCreate) -> Study:
+def create_study(session: Session, design: StudyCreate, owner_id: int | None = None) -> Study:
     """Add a study and its queued runs; the caller commits, then sends the run ids."""
-    study = Study(name=design.name, design=design.model_dump(mode="json"))
+    study = Study(name=design.name, design=design.model_dump(mode="json"), owner_id=owner_id)
     study.runs = [
-        Run(index=index, spec=spec.model_dump(mode="json"), status=RunStatus.queued)
-        for index, spec in enumerate(expand(design))
+        Run(index=run.index, spec=run.spec.model_dump(mode="json"), status=RunStatus.queued)
+        for run in expand_runs(design)
     ]
     session.add(study)
     session.flush()
@@ -26,13 +26,26 @@ def create_study(session: Session, design: StudyCreate) -> Study:
     return study
 
 
-def list_studies(session: Session, limit: int, offset: int) -> tuple[Sequence[Study], int]:
-    """Return one page of studies, newest first, with their runs, and the total count."""
-    total = session.scalar(select(func.count(Study.id))) or 0
+def run_axis_values(study: Study) -> dict[int, SweepPoint]:
+    """Map each run's index to its sweep axis values, read from the study's stored design.
+
+    Runs are numbered in the sweep's order when the study is created, so the
+    design and a run's index determine its axis values and nothing else stores them.
+    """
+    return {point.index: point for point in design_points(study.design)}
+
+
+def list_studies(
+    session: Session, limit: int, offset: int, visible: ColumnElement[bool] | None = None
+) -> tuple[Sequence[Study], int]:
+    """Return one page of the `visible` studies, newest first, with their runs, and their count."""
+    visible = true() if visible is None else visible
+    total = session.scalar(select(func.count(Study.id)).where(visible)) or 0
     # Runs are loaded in one extra query for the whole page rather than one per study.
     studies = session.scalars(
         select(Study)
         .options(selectinload(Study.runs))
+        .where(visible)
         .order_by(Study.id.desc())
         .limit(limit)
         .offset(offset)
@@ -44,6 +57,18 @@ def get_study(session: Session, study_id: int) -> Study | None:
     return session.scalars(
         select(Study).options(selectinload(Study.runs)).where(Study.id == study_id)
     ).one_or_none()
+
+
+def delete_study(session: Session, study: Study) -> None:
+    """Delete a study with its runs and their results.
+
+    A queued run is then never claimed, and a worker training one of the runs
+    loses its lease at its next heartbeat and stops. The caller deletes the
+    runs' checkpoints and sample grids after the commit, with
+    `biaslab.artifacts.delete_run_artifacts`.
+    """
+    session.delete(study)
+    session.flush()
 
 
 def latest_snapshot_steps(session: Session, run_ids: Sequence[int]) -> dict[int, int]:

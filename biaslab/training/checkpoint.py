@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from biaslab.datasets.dots import DotsTrainingSet
 from biaslab.design import RunSpec
+from biaslab.families.training_set import TrainingSet
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +72,7 @@ class Checkpoint:
             )
 
 
-def capture_random_state(
-    data: DotsTrainingSet, sample_generator: torch.Generator
-) -> dict[str, Any]:
+def capture_random_state(data: TrainingSet, sample_generator: torch.Generator) -> dict[str, Any]:
     """Return every random state a run draws from, in a form `torch.load` reads safely."""
     numpy_state = np.random.get_state(legacy=False)
     state: dict[str, Any] = {
@@ -99,7 +97,7 @@ def capture_random_state(
 
 
 def restore_random_state(
-    state: dict[str, Any], data: DotsTrainingSet, sample_generator: torch.Generator
+    state: dict[str, Any], data: TrainingSet, sample_generator: torch.Generator
 ) -> None:
     """Set every random state from a `capture_random_state` result."""
     torch.set_rng_state(state["torch"])

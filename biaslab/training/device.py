@@ -1,9 +1,17 @@
-"""Choosing the torch device and CPU thread count before a run starts."""
+"""Choosing the torch device and CPU thread count before a run starts.
+
+A worker trains one run at a time on one device. On a machine with several
+GPUs, start one worker per GPU and pin each with `CUDA_VISIBLE_DEVICES=<index>`:
+torch then sees that GPU alone, as `cuda:0`, and `select_device` returns it.
+A worker that sees more than one GPU still trains on the first one only and
+logs a warning, so the other GPUs stay idle.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import platform
 import sys
 from typing import Literal
@@ -31,9 +39,41 @@ def select_device(preference: DevicePreference) -> torch.device:
                     f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); "
                     "install a CUDA build of torch or set BIASLAB_DEVICE=cpu or auto"
                 )
-            return torch.device("cuda")
+            return _first_visible_gpu()
         case "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            return _first_visible_gpu() if torch.cuda.is_available() else torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """Name the device for people: "cpu", or "cuda:0 (NVIDIA H200, CUDA_VISIBLE_DEVICES=1)"."""
+    if device.type != "cuda":
+        return str(device)
+    details = torch.cuda.get_device_name(device)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        details += f", CUDA_VISIBLE_DEVICES={visible}"
+    return f"{device} ({details})"
+
+
+def _first_visible_gpu() -> torch.device:
+    # TODO: this path has not run on a GPU yet.
+    device = torch.device("cuda", 0)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+    logger.info(
+        "training on %s (%s), CUDA_VISIBLE_DEVICES=%s",
+        device,
+        torch.cuda.get_device_name(device),
+        visible,
+    )
+    if torch.cuda.device_count() > 1:
+        logger.warning(
+            "%d GPUs are visible (CUDA_VISIBLE_DEVICES=%s) but a worker trains on %s only; "
+            "start one worker per GPU with CUDA_VISIBLE_DEVICES set to its index",
+            torch.cuda.device_count(),
+            visible,
+            device,
+        )
+    return device
 
 
 def set_torch_threads(n: int | None) -> None:

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from biaslab.analysis.histogram import count_histogram
-from biaslab.datasets.dots import DotsTrainingSet
-from biaslab.design import DotsDataset, RunSpec
+from biaslab.design import RunSpec
+from biaslab.design.base import Strict
+from biaslab.families.base import DatasetFamily
+from biaslab.families.training_set import TrainingSet
 from biaslab.images import png_grid
 from biaslab.models.base import GenerativeModel, LossTerms, build_model
-from biaslab.probes.count import count_dots
 from biaslab.training.callbacks import SnapshotData, TrainingCallbacks
 from biaslab.training.checkpoint import (
     Checkpoint,
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 # Metrics are reported every max(1, steps // METRICS_PER_RUN) steps and at the
 # last step: 200 to 400 reports for runs of 200 steps or more.
 METRICS_PER_RUN = 200
-# The training histogram uses at least this many draws so its shape is smooth.
+# The training histograms use at least this many images so their shapes are smooth.
 MIN_REFERENCE_SAMPLES = 10_000
 # Samples are drawn this many at a time to bound the decoder's activation memory.
 SAMPLE_CHUNK = 256
@@ -154,23 +154,25 @@ def sample_images(model: GenerativeModel, count: int, generator: torch.Generator
 
 def take_snapshot(
     model: GenerativeModel,
-    dataset: DotsDataset,
+    family: DatasetFamily[Any],
+    dataset: Strict,
     step: int,
     losses: dict[str, float],
     sample_count: int,
     generator: torch.Generator,
 ) -> SnapshotData:
-    """Sample the model, probe the samples and pack the result for the callbacks."""
+    """Sample the model, probe every feature of the samples and pack the result."""
     # The probe reads the model's outputs as they are: the decoder's pixel means
     # (the sigmoid of its logits), not Bernoulli draws from them. Binary pixel
     # noise would break dots apart, and the means are what the grid shows.
     images = sample_images(model, sample_count, generator)
-    counts = count_dots(images, dataset.dot_radius)
+    probed = family.probe(images, dataset)
     return SnapshotData(
         step=step,
-        histograms={"count": count_histogram(counts)},
+        histograms=family.histograms(dataset, probed),
         losses=losses,
         grid_png=png_grid(images[:GRID_IMAGES], GRID_COLUMNS),
+        scores=family.scores(dataset, probed),
     )
 
 
@@ -199,19 +201,18 @@ def train(
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    data = DotsTrainingSet(spec.dataset, config.seed)
+    data = TrainingSet(spec.dataset, config.seed)
     model = build_model(spec, device)
     # Snapshots draw from their own generator, so taking them more or less
     # often leaves the training steps' random stream unchanged.
     sample_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
 
-    # Report the training distribution first, on the same bins as the snapshots.
-    # Its draws come from a generator of their own, so a resumed run reports the same.
-    reference_counts = data.reference_counts(
-        max(config.samples_per_snapshot, MIN_REFERENCE_SAMPLES)
-    )
+    # Report the training distribution of every feature first, on the same bins as
+    # the snapshots. Its images come from a generator of their own, so a resumed
+    # run reports the same.
+    reference = data.reference_features(max(config.samples_per_snapshot, MIN_REFERENCE_SAMPLES))
     callbacks.on_start(
-        training_histograms={"count": count_histogram(reference_counts)}, device=str(device)
+        training_histograms=data.family.histograms(spec.dataset, reference), device=str(device)
     )
 
     # Continue from the checkpoint, when there is one: weights, optimizer, random
@@ -264,6 +265,7 @@ def train(
             divergence.raise_if_diverged()
             snapshot = take_snapshot(
                 model,
+                data.family,
                 spec.dataset,
                 step,
                 windows["snapshot"].pop_means(),
@@ -296,7 +298,7 @@ def _save(
     step: int,
     spec: RunSpec,
     model: GenerativeModel,
-    data: DotsTrainingSet,
+    data: TrainingSet,
     sample_generator: torch.Generator,
     windows: dict[str, LossAverager],
 ) -> None:
