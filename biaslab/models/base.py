@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from biaslab.design import RunSpec, VaeModel
+from biaslab.design import DdpmModel, PixelCnnModel, RunSpec, VaeModel, WganGpModel
 
 # Loss terms of one step as detached 0-dim tensors on the model's device.
 # Tensors, not floats: turning them into Python numbers forces a GPU sync, so
@@ -62,18 +62,26 @@ class GenerativeModel(ABC):
 
 
 def build_model(spec: RunSpec, device: torch.device) -> GenerativeModel:
-    """Build the model that `spec.model` describes, for `spec.dataset`'s image size."""
-    # Imported here because the model modules import this one for GenerativeModel.
-    from biaslab.models.vae import ConvVae
+    """Build the model that `spec.model` describes, for `spec.dataset`'s image size.
 
+    Raises ValueError for a design the model cannot train, naming the fields.
+    """
+    # Imported here because the model modules import this one for GenerativeModel.
+    image_size = spec.dataset.image_size
     match spec.model:
         case VaeModel():
-            return ConvVae(
-                spec.model,
-                image_size=spec.dataset.image_size,
-                learning_rate=spec.training.learning_rate,
-                device=device,
-            )
-        case _:
-            # TODO: build the WGAN-GP, PixelCNN and DDPM models.
-            raise ValueError(f"model kind {spec.model.kind!r} cannot be trained yet")
+            from biaslab.models.vae import Vae
+
+            return Vae(spec.model, image_size, spec.training, device)
+        case WganGpModel():
+            from biaslab.models.wgan_gp import WganGp
+
+            return WganGp(spec.model, image_size, spec.training, device)
+        case PixelCnnModel():
+            from biaslab.models.pixelcnn import PixelCnn
+
+            return PixelCnn(spec.model, image_size, spec.training, device)
+        case DdpmModel():
+            from biaslab.models.ddpm import Ddpm
+
+            return Ddpm(spec.model, image_size, spec.training, device)

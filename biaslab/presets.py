@@ -1,0 +1,150 @@
+"""Named starting points for each model kind: model fields plus training fields.
+
+- `quick`: recognizable dots at 32x32 on 2 CPU cores within a few minutes.
+- `paper`: the published settings (batch 100, Adam with learning rate 1e-4,
+  200,000 steps, a 100-dimensional latent where the model has one), for a GPU.
+
+`PRESETS[kind][name]` is one `Preset`. A model kind adds its presets as
+one more entry of `PRESETS`. This module imports no torch, so the API can list
+presets cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from biaslab.design import (
+    Dataset,
+    DdpmModel,
+    Model,
+    PixelCnnModel,
+    RunSpec,
+    Training,
+    VaeModel,
+    WganGpModel,
+)
+
+PresetName = Literal["quick", "paper"]
+PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model design and a training recipe that go together."""
+
+    description: str
+    model: Model
+    training: Training
+
+    def run_spec(self, dataset: Dataset) -> RunSpec:
+        """Return the run that trains this preset on `dataset`."""
+        return RunSpec(dataset=dataset, model=self.model, training=self.training)
+
+
+# Snapshots and checkpoints every 5,000 steps make 40 of each in a paper run.
+PAPER_TRAINING = Training(
+    steps=200_000,
+    batch_size=100,
+    learning_rate=1e-4,
+    snapshot_every=5_000,
+    checkpoint_every=5_000,
+)
+
+PRESETS: dict[str, dict[PresetName, Preset]] = {
+    "vae": {
+        "quick": Preset(
+            description="Conv VAE, z 32, 3,000 steps of batch 64 with Adam 1e-3.",
+            model=VaeModel(architecture="conv", z_dim=32, beta=1.0),
+            training=Training(steps=3000, batch_size=64, learning_rate=1e-3),
+        ),
+        "paper": Preset(
+            description="Conv VAE, z 100, 200,000 steps of batch 100 with Adam 1e-4.",
+            model=VaeModel(architecture="conv", z_dim=100, beta=1.0),
+            training=PAPER_TRAINING,
+        ),
+    },
+    "wgan_gp": {
+        "quick": Preset(
+            description=(
+                "Small conv WGAN-GP, z 64, 2,000 steps of batch 64 (32 real images per "
+                "critic step) with Adam 5e-4 and betas (0.5, 0.9)."
+            ),
+            model=WganGpModel(architecture="conv_small", z_dim=64),
+            training=Training(steps=2000, batch_size=64, learning_rate=5e-4),
+        ),
+        "paper": Preset(
+            description=(
+                "Conv WGAN-GP, z 100, penalty 10, 2 critic steps, "
+                "200,000 steps of batch 100 with Adam 1e-4 and betas (0.5, 0.9)."
+            ),
+            model=WganGpModel(architecture="conv", z_dim=100, gradient_penalty=10, critic_steps=2),
+            training=PAPER_TRAINING,
+        ),
+    },
+    "pixelcnn": {
+        "quick": Preset(
+            description=(
+                "Gated conv PixelCNN, 5 logistics, 1,200 steps of batch 16 with Adam 2e-3 "
+                "and cosine decay; 500 samples per snapshot."
+            ),
+            model=PixelCnnModel(architecture="conv", mixture_components=5),
+            training=Training(
+                steps=1200,
+                batch_size=16,
+                learning_rate=2e-3,
+                lr_schedule="cosine",
+                snapshot_every=400,
+                samples_per_snapshot=500,
+            ),
+        ),
+        "paper": Preset(
+            description=(
+                "Gated conv PixelCNN, 5 logistics, 200,000 steps of batch 100 with Adam 1e-4."
+            ),
+            model=PixelCnnModel(architecture="conv", mixture_components=5),
+            training=PAPER_TRAINING,
+        ),
+    },
+    "ddpm": {
+        "quick": Preset(
+            description=(
+                "Conv U-Net DDPM, 1,000 cosine-schedule steps, 2,000 steps of batch 32 with "
+                "Adam 1e-3 and cosine decay; DDIM snapshots in 25 steps."
+            ),
+            model=DdpmModel(
+                architecture="conv",
+                diffusion_steps=1000,
+                noise_schedule="cosine",
+                sampling_steps=25,
+            ),
+            training=Training(
+                steps=2000,
+                batch_size=32,
+                learning_rate=1e-3,
+                lr_schedule="cosine",
+                warmup_steps=100,
+                snapshot_every=500,
+                samples_per_snapshot=500,
+            ),
+        ),
+        "paper": Preset(
+            description=(
+                "Conv U-Net DDPM, 1,000 linear-schedule steps, 200,000 steps of batch 100 "
+                "with Adam 1e-4; DDIM snapshots in 50 steps."
+            ),
+            model=DdpmModel(architecture="conv", diffusion_steps=1000, sampling_steps=50),
+            training=PAPER_TRAINING,
+        ),
+    },
+}
+
+
+def get_preset(kind: str, name: str) -> Preset:
+    """Return the preset `name` of model kind `kind`; raise KeyError naming what exists."""
+    presets = PRESETS.get(kind)
+    if presets is None:
+        raise KeyError(f"model kind {kind!r} has no presets; kinds with presets: {sorted(PRESETS)}")
+    if name not in presets:
+        raise KeyError(f"preset {name!r} of {kind!r} does not exist; use one of {sorted(presets)}")
+    return presets[name]  # type: ignore[index]

@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from biaslab.design import DdpmModel, RunSpec
+from biaslab.models import parameter_count
+from biaslab.models.base import build_model
+from biaslab.models.ddpm import Ddpm, ddim_timesteps, noise_schedule
+
+CPU = torch.device("cpu")
+ARCHITECTURES = ["fc", "conv_small", "conv", "conv_large"]
+
+
+def make_spec(
+    architecture: str = "conv_small",
+    image_size: int = 32,
+    diffusion_steps: int = 20,
+    sampling_steps: int | None = 5,
+    schedule: str = "linear",
+) -> RunSpec:
+    return RunSpec.model_validate(
+        {
+            "dataset": {"family": "dots", "counts": [2], "image_size": image_size},
+            "model": {
+                "kind": "ddpm",
+                "architecture": architecture,
+                "diffusion_steps": diffusion_steps,
+                "sampling_steps": sampling_steps,
+                "noise_schedule": schedule,
+            },
+            "training": {"steps": 10, "snapshot_every": 10, "learning_rate": 1e-3},
+        }
+    )
+
+
+def make_ddpm(seed: int = 0, **changes: object) -> Ddpm:
+    torch.manual_seed(seed)
+    model = build_model(make_spec(**changes), CPU)  # type: ignore[arg-type]
+    assert isinstance(model, Ddpm)
+    return model
+
+
+def dot_images(count: int, image_size: int, seed: int = 0) -> torch.Tensor:
+    """White (B, 3, H, W) images, each with one coloured square at a random place."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.ones(count, 3, image_size, image_size)
+    side = image_size // 8
+    corners = torch.randint(0, image_size - side, (count, 2), generator=generator)
+    colours = torch.rand(count, 3, generator=generator) * 0.9
+    for image, (row, column), colour in zip(images, corners.tolist(), colours, strict=True):
+        image[:, row : row + side, column : column + side] = colour[:, None, None]
+    return images
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_schedule_destroys_signal(kind: str) -> None:
+    betas = noise_schedule(kind, 1000)
+    alpha_bar = torch.cumprod(1 - betas, dim=0)
+
+    assert betas.shape == (1000,)
+    assert (betas > 0).all() and (betas < 1).all()
+    assert alpha_bar[0].item() > 0.99
+    assert alpha_bar[-1].item() < 1e-4
+
+
+def test_linear_schedule_is_the_papers_at_1000_steps() -> None:
+    betas = noise_schedule("linear", 1000)
+
+    assert betas[0].item() == pytest.approx(1e-4)
+    assert betas[-1].item() == pytest.approx(0.02)
+
+
+def test_ddim_timesteps_spacing() -> None:
+    assert ddim_timesteps(1000, 1000) == list(range(1000))
+    assert ddim_timesteps(1000, 1) == [999]
+    steps = ddim_timesteps(1000, 50)
+    assert len(steps) == 50
+    assert steps[0] == 0
+    assert steps[-1] == 999
+    assert len(set(steps)) == 50
+    with pytest.raises(ValueError, match="sampling_steps 51 is invalid"):
+        ddim_timesteps(50, 51)
+
+
+@pytest.mark.parametrize("image_size", [32, 64])
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_training_steps_finite(architecture: str, image_size: int) -> None:
+    model = make_ddpm(architecture=architecture, image_size=image_size)
+    images = dot_images(2, image_size)
+
+    terms = [model.training_step(images) for _ in range(2)]
+
+    for step in terms:
+        assert set(step) == {"loss"}
+        assert step["loss"].dim() == 0
+        assert not step["loss"].requires_grad
+        assert math.isfinite(step["loss"].item())
+        # The target noise has unit variance, so an untrained denoiser's error is near 1.
+        assert 0.05 < step["loss"].item() < 10
+
+
+def test_loss_decreases_on_fixed_set() -> None:
+    model = make_ddpm(architecture="conv_small")
+    images = dot_images(8, 32)
+
+    losses = [model.training_step(images)["loss"].item() for _ in range(40)]
+
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.7 * first, f"noise error went from {first:.3f} to only {last:.3f}"
+
+
+@pytest.mark.parametrize(
+    "sampling_steps, schedule",
+    [(5, "linear"), (20, "cosine"), (None, "linear")],
+    ids=["ddim_5", "ddim_all_steps", "ancestral"],
+)
+def test_sample_shape_and_range(sampling_steps: int | None, schedule: str) -> None:
+    model = make_ddpm(diffusion_steps=20, sampling_steps=sampling_steps, schedule=schedule)
+    model.train()
+
+    samples = model.sample(3, torch.Generator().manual_seed(1))
+
+    assert model.denoiser.training, "sample() must restore training mode"
+    assert samples.shape == (3, 3, 32, 32)
+    assert samples.min().item() >= 0.0
+    assert samples.max().item() <= 1.0
+
+
+@pytest.mark.parametrize("sampling_steps", [5, None], ids=["ddim", "ancestral"])
+def test_same_generator_same_samples(sampling_steps: int | None) -> None:
+    model = make_ddpm(sampling_steps=sampling_steps)
+
+    first = model.sample(2, torch.Generator().manual_seed(3))
+    second = model.sample(2, torch.Generator().manual_seed(3))
+    other = model.sample(2, torch.Generator().manual_seed(4))
+
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+
+
+def test_ddim_is_deterministic_after_initial_noise() -> None:
+    # With eta = 0 the only randomness is the starting noise, so the global
+    # random state must not change the result.
+    model = make_ddpm(sampling_steps=5)
+    noise = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+    torch.manual_seed(10)
+    first = model.sample_ddim(noise.clone(), 5)
+    torch.manual_seed(11)
+    second = model.sample_ddim(noise.clone(), 5)
+
+    assert torch.equal(first, second)
+
+
+def test_ddim_with_one_step_returns_x0_estimate() -> None:
+    model = make_ddpm(diffusion_steps=20)
+    noise = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    alpha_bar = model.alpha_bar[19]
+
+    with torch.no_grad():
+        expected, _ = model.estimate_x0(noise, 19, alpha_bar)
+        actual = model.sample_ddim(noise, 1)
+
+    torch.testing.assert_close(actual, expected)
+
+
+def test_resume_gives_identical_losses() -> None:
+    images = dot_images(4, 32)
+    model = make_ddpm(seed=1)
+    for _ in range(2):
+        model.training_step(images)
+    # A deep copy, as a checkpoint file would be: state_dict() shares the live tensors.
+    state = copy.deepcopy(model.state_dict())
+    random_state = torch.get_rng_state()
+    expected = [model.training_step(images)["loss"].item() for _ in range(2)]
+
+    restored = make_ddpm(seed=2)
+    restored.load_state_dict(state)
+    torch.set_rng_state(random_state)
+    actual = [restored.training_step(images)["loss"].item() for _ in range(2)]
+
+    assert actual == expected
+
+
+def test_parameter_ratios() -> None:
+    for image_size in [32, 64]:
+        counts = {
+            architecture: parameter_count(
+                DdpmModel.model_validate({"architecture": architecture}), image_size
+            )
+            for architecture in ARCHITECTURES
+        }
+
+        assert 0.4 < counts["conv_small"] / counts["conv"] < 0.6, counts
+        assert 3.5 < counts["conv_large"] / counts["conv"] < 4.5, counts
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_parameter_count_matches_network(architecture: str) -> None:
+    for image_size in [32, 64]:
+        model = make_ddpm(architecture=architecture, image_size=image_size)
+        built = sum(parameter.numel() for parameter in model.denoiser.parameters())
+
+        assert (
+            parameter_count(DdpmModel.model_validate({"architecture": architecture}), image_size)
+            == built
+        )
+
+
+def test_sampling_steps_beyond_schedule_rejected() -> None:
+    with pytest.raises(ValueError, match="sampling_steps 30 is larger than diffusion_steps 20"):
+        make_spec(diffusion_steps=20, sampling_steps=30)
