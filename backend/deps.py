@@ -1,4 +1,4 @@
-"""Typed dependencies: the settings, a database session, and load-or-404 of rows."""
+"""Typed dependencies: the settings, a database session, and load-or-404 (or 403) of rows."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
 from backend.queue import RunQueue
+from backend.security.audit import note_target
+from backend.security.identity import CurrentUser
+from backend.security.ownership import can_read, ensure_can_change
 from biaslab.settings import Settings
 from biaslab.store.db import session_scope
 from biaslab.store.models import Run, Study
@@ -40,19 +43,40 @@ SessionDep = Annotated[Session, Depends(get_session)]
 QueueDep = Annotated[RunQueue, Depends(get_queue)]
 
 
-def load_study(study_id: StudyId, session: SessionDep) -> Study:
+def load_study(
+    study_id: StudyId, session: SessionDep, user: CurrentUser, request: Request
+) -> Study:
+    # Someone else's private study is reported as missing, so its name does not leak.
     study = get_study(session, study_id)
-    if study is None:
+    if study is None or not can_read(study, user):
         raise HTTPException(status_code=404, detail=f"study {study_id} not found")
+    note_target(request, study_id=study.id)
     return study
 
 
-def load_run(run_id: RunId, session: SessionDep) -> Run:
+def load_run(run_id: RunId, session: SessionDep, user: CurrentUser, request: Request) -> Run:
     run = session.get(Run, run_id)
-    if run is None:
+    if run is None or not can_read(run.study, user):
         raise HTTPException(status_code=404, detail=f"run {run_id} not found")
+    note_target(request, study_id=run.study_id, run_id=run.id)
     return run
 
 
 StudyDep = Annotated[Study, Depends(load_study)]
 RunDep = Annotated[Run, Depends(load_run)]
+
+
+def load_owned_study(study: StudyDep, user: CurrentUser) -> Study:
+    """Return the study when the user may change it; 403 naming its owner otherwise."""
+    ensure_can_change(study, user)
+    return study
+
+
+def load_owned_run(run: RunDep, user: CurrentUser) -> Run:
+    """Return the run when the user may change its study; 403 naming the owner otherwise."""
+    ensure_can_change(run.study, user)
+    return run
+
+
+OwnedStudyDep = Annotated[Study, Depends(load_owned_study)]
+OwnedRunDep = Annotated[Run, Depends(load_owned_run)]

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from biaslab.design import DATASET_FAMILIES, MODEL_KINDS
+from biaslab.design.base import error_location
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +21,9 @@ MAX_VALUE_CHARS = 80
 # A rejected value is echoed whole up to this size, so a huge body is not sent back.
 MAX_ECHOED_CHARS = 1000
 DATABASE_RETRY_SECONDS = 5
+# Values of fields with these names are never echoed back, not even to their sender.
+SECRET_FIELDS = frozenset({"password", "token", "new_password"})
+HIDDEN = "(hidden)"
 
 
 # pydantic puts the tag of a discriminated union into the error location
@@ -51,7 +55,20 @@ def _shorten(text: str, limit: int) -> str:
 
 
 def _shown_value(value: Any) -> str:
-    return _shorten(_printable(repr(value)), MAX_VALUE_CHARS)
+    if value == HIDDEN:
+        return HIDDEN
+    return _shorten(_printable(repr(_redacted(value))), MAX_VALUE_CHARS)
+
+
+def _redacted(value: Any) -> Any:
+    """Return `value` with the values of secret fields replaced, at any depth."""
+    if isinstance(value, dict):
+        return {
+            key: HIDDEN if key in SECRET_FIELDS else _redacted(item) for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def _printable(text: str) -> str:
@@ -66,7 +83,10 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, str):
         return _printable(value)
     if isinstance(value, dict):
-        return {_printable(str(key)): _json_safe(item) for key, item in value.items()}
+        return {
+            _printable(str(key)): HIDDEN if key in SECRET_FIELDS else _json_safe(item)
+            for key, item in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [_json_safe(item) for item in value]
     if value is None or isinstance(value, (bool, int, float)):
@@ -76,23 +96,38 @@ def _json_safe(value: Any) -> Any:
 
 def _echoed_input(value: Any) -> Any:
     """Return the rejected value for the response, cut down when it is large."""
+    value = _json_safe(value)
     if len(repr(value)) > MAX_ECHOED_CHARS:
         return _shorten(_printable(repr(value)), MAX_ECHOED_CHARS)
-    return _json_safe(value)
+    return value
 
 
 def describe_error(error: dict[str, Any]) -> dict[str, Any]:
-    """Add `field` and a one-line `message` to one pydantic error."""
-    loc = list(error.get("loc", ()))
-    value = error.get("input")
-    context = error.get("ctx") or {}
+    """Add `field` and a one-line `message` to one pydantic error.
+
+    An error of a rule over several fields is moved to the field it names, with
+    that field's value in place of the whole model's (`biaslab.design.base.field_error`).
+    """
+    located, value = error_location(error)
+    loc = list(located)
+    context = {key: item for key, item in (error.get("ctx") or {}).items() if key != "value"}
     if error.get("type") == "union_tag_invalid":
         # An unknown discriminator ("family": "stars") is reported on the tag field itself.
         loc.append(str(context.get("discriminator", "")).strip("'"))
         value = context.get("tag")
     field = field_path(loc)
+    if any(part in SECRET_FIELDS for part in loc):
+        value = HIDDEN
     rule = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    if error.get("type") == "missing":
+    if error.get("type") == "json_invalid":
+        # FastAPI puts the character offset of a JSON syntax error in `loc`, after
+        # "body", and the decoder's reason in `ctx`.
+        offset = next((part for part in loc if isinstance(part, int)), None)
+        where = "" if offset is None else f" at character {offset}"
+        field = field_path([part for part in loc if not isinstance(part, int)])
+        value = None
+        message = f"{field}: invalid JSON{where}: {context.get('error', rule)}"
+    elif error.get("type") == "missing":
         message = f"{field}: missing, this field is required"
     else:
         message = f"{field}: {_shown_value(value)} is invalid: {rule}"

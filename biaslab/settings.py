@@ -39,10 +39,52 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=60.0, gt=0, description="How long a run's lease lives without a heartbeat."
     )
+    max_runs_per_user: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description=(
+            "Runs of one user that may train at once; more stay queued and say why. "
+            "Unset: no limit. Studies made without authentication count as one user."
+        ),
+    )
+    database_retry_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=24 * 3600,
+        description=(
+            "How long a worker retries a write while the database is unreachable "
+            "before the run fails."
+        ),
+    )
     heartbeat_seconds: float = Field(
         default=2.0,
         gt=0,
         description="How often a training run renews its lease and checks for cancel.",
+    )
+    auth: Literal["off", "required"] = Field(
+        default="off",
+        description="`required`: every API request needs a signed-in user or an API token.",
+    )
+    session_hours: float = Field(
+        default=168.0, gt=0, le=24 * 365, description="Lifetime of a browser sign-in, in hours."
+    )
+    secure_cookies: bool | None = Field(
+        default=None,
+        description=(
+            "Mark the sign-in cookie Secure; unset: only when the request came over https."
+        ),
+    )
+    sign_in_failures_per_user: int = Field(
+        default=5, ge=1, description="Failed sign-ins allowed per user name within the window."
+    )
+    sign_in_failures_per_address: int = Field(
+        default=20,
+        ge=1,
+        description="Failed sign-ins allowed per client address within the window.",
+    )
+    sign_in_window_seconds: float = Field(
+        default=900.0, gt=0, description="Window of the failed sign-in limits, in seconds."
     )
 
     @property

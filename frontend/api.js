@@ -42,16 +42,54 @@ async function errorFromResponse(response) {
   return new ApiError(response.status, message, items);
 }
 
-/** Send a request and return the response; throws ApiError unless the status is 2xx. */
+// The sign-in's CSRF token, which the server sets in a cookie that scripts can read.
+const CSRF_COOKIE = "biaslab_csrf";
+const CSRF_HEADER = "X-CSRF-Token";
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+function csrfToken() {
+  for (const part of document.cookie.split(";")) {
+    const [name, ...value] = part.trim().split("=");
+    if (name === CSRF_COOKIE) {
+      return decodeURIComponent(value.join("="));
+    }
+  }
+  return null;
+}
+
+/** Go to the sign-in page, which comes back to this page after signing in. */
+export function redirectToSignIn() {
+  if (window.location.pathname === "/signin") {
+    return;
+  }
+  const currentPath = window.location.pathname + window.location.search;
+  window.location.assign(`/signin?next=${encodeURIComponent(currentPath)}`);
+}
+
+/**
+ * Send a request and return the response; throws ApiError unless the status is 2xx.
+ * State-changing requests carry the CSRF token. A 401 response (no sign-in, or an
+ * expired one) leads to the sign-in page unless `options.signInRedirect` is false.
+ */
 export async function request(url, options = {}) {
+  const { signInRedirect = true, ...fetchOptions } = options;
+  const method = (fetchOptions.method || "GET").toUpperCase();
+  const headers = new Headers(fetchOptions.headers || {});
+  const token = SAFE_METHODS.has(method) ? null : csrfToken();
+  if (token) {
+    headers.set(CSRF_HEADER, token);
+  }
   let response;
   try {
-    response = await fetch(url, options);
+    response = await fetch(url, { ...fetchOptions, headers });
   } catch (error) {
     if (error.name === "AbortError") {
       throw error;
     }
     throw new ApiError(0, `Could not reach the server (${error.message}). Is biaslab serve running?`, []);
+  }
+  if (response.status === 401 && signInRedirect) {
+    redirectToSignIn();
   }
   if (!response.ok) {
     throw await errorFromResponse(response);

@@ -52,7 +52,8 @@ def running_lab(
             if process.poll() is not None:
                 raise RuntimeError(f"biaslab serve exited with {process.returncode}")
             try:
-                if httpx.get(f"{base_url}/api/studies", timeout=2).status_code == 200:
+                # The sign-in state returns 200 with authentication on or off.
+                if httpx.get(f"{base_url}/api/session", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

@@ -1,0 +1,1 @@
+"""Authentication, CSRF, study ownership and the audit log of the API."""
