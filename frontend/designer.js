@@ -1,238 +1,76 @@
-// The study designer page: the design form, the live dataset preview and the list of studies.
+// The study designer page: a form built from the design's JSON schema, the live dataset
+// preview and histograms, parameter counts, presets, and the list of studies.
 
-import {
-  ApiError,
-  ENDED_STATUSES,
-  clearError,
-  formatTimestamp,
-  getJson,
-  postForBlob,
-  postJson,
-  showError,
-} from "/static/api.js";
+import { ApiError, ENDED_STATUSES, clearError, formatTimestamp, getJson, postJson, showError } from "/static/api.js";
 import { statusBadge } from "/static/charts.js";
+import { DatasetPreview } from "/static/design_preview.js";
+import { FieldErrors } from "/static/field_errors.js";
+import { ParameterCounts, PresetPicker } from "/static/model_choices.js";
+import { SchemaForm } from "/static/schema_form.js";
+import { watchRunCount } from "/static/run_count.js";
 
-const PREVIEW_DELAY_MS = 300;
 const STUDIES_REFRESH_MS = 5000;
+const DEFAULT_NAME = "two and four dots";
 
-// Two dot counts close together: the generated histogram is expected to peak at 3,
-// a count that no training image has ("prototype enhancement").
-const DEFAULT_DESIGN = {
-  name: "two and four dots",
-  dataset: {
-    family: "dots",
-    image_size: 32,
-    counts: [2, 4],
-    weights: null,
-    noise: 0.03,
-    dot_radius: 0.08,
-    training_images: null,
-  },
-  model: { kind: "vae", architecture: "conv", z_dim: 32, beta: 1.0 },
-  training: {
-    steps: 3000,
-    batch_size: 64,
-    learning_rate: 0.001,
-    snapshot_every: 250,
-    samples_per_snapshot: 1000,
-    seed: 0,
-  },
+// The dots design a new study starts from. Two dot counts close together: the generated
+// histogram is expected to peak at 3, a count that no training image has ("prototype
+// enhancement"). Other families and every other field start from the schema's defaults.
+const START_VALUES = {
+  dataset: { dots: { family: "dots", image_size: 32, counts: [2, 4], noise: 0.03 } },
 };
 
 const form = document.getElementById("design-form");
-const input = (id) => document.getElementById(id);
+const byId = (id) => document.getElementById(id);
+const errors = new FieldErrors(form);
 
-// ---- Reading and filling the form ----
-
-// Split "2, 4" into [2, 4]. A token that is not a number is sent as typed, so
-// the server's message names it instead of the page dropping it silently.
-function parseList(text) {
-  return text
-    .split(/[\s,;]+/)
-    .filter((token) => token !== "")
-    .map((token) => (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(token) ? Number(token) : token));
-}
-
-// An empty number input is sent as null, and the server names the field if it is required.
-function numberValue(id) {
-  const value = input(id).value.trim();
-  return value === "" ? null : Number(value);
-}
-
-function readDataset() {
-  const weights = input("weights").value.trim();
-  return {
-    family: "dots",
-    image_size: Number(input("image-size").value),
-    counts: parseList(input("counts").value),
-    weights: weights === "" ? null : parseList(weights),
-    noise: numberValue("noise"),
-    dot_radius: numberValue("dot-radius"),
-    training_images: numberValue("training-images"),
-  };
-}
+// The design's parts by top-level field ("name", "dataset", "model", "training").
+let sections = {};
 
 function readDesign() {
-  return {
-    name: input("study-name").value,
-    dataset: readDataset(),
-    model: { kind: "vae", architecture: "conv", z_dim: numberValue("z-dim"), beta: numberValue("beta") },
-    training: {
-      steps: numberValue("steps"),
-      batch_size: numberValue("batch-size"),
-      learning_rate: numberValue("learning-rate"),
-      snapshot_every: numberValue("snapshot-every"),
-      samples_per_snapshot: numberValue("samples-per-snapshot"),
-      seed: numberValue("seed"),
-    },
-  };
+  return Object.fromEntries(Object.entries(sections).map(([name, widget]) => [name, widget.read()]));
 }
 
-function fillForm(name, design) {
-  const { dataset, model, training } = design;
-  input("study-name").value = name;
-  input("counts").value = dataset.counts.join(", ");
-  input("weights").value = dataset.weights ? dataset.weights.join(", ") : "";
-  input("image-size").value = String(dataset.image_size);
-  input("noise").value = dataset.noise;
-  input("dot-radius").value = dataset.dot_radius;
-  input("training-images").value = dataset.training_images ?? "";
-  input("z-dim").value = model.z_dim;
-  input("beta").value = model.beta;
-  input("steps").value = training.steps;
-  input("batch-size").value = training.batch_size;
-  input("learning-rate").value = training.learning_rate;
-  input("snapshot-every").value = training.snapshot_every;
-  input("samples-per-snapshot").value = training.samples_per_snapshot;
-  input("seed").value = training.seed;
+function writeDesign(name, design) {
+  for (const [field, widget] of Object.entries(sections)) {
+    if (field === "name") {
+      widget.write(name);
+    } else if (design[field] !== undefined) {
+      widget.write(design[field]);
+    }
+  }
   syncSnapshotLimit();
 }
+
+// ---- Building the form ----
+
+// The form follows the schema's order, except that the name comes first.
+function buildForm(schema) {
+  const builder = new SchemaForm(schema, { startValue: (path, tag) => START_VALUES[path]?.[tag] });
+  const names = Object.keys(schema.properties);
+  const ordered = [...names.filter((name) => name === "name"), ...names.filter((name) => name !== "name")];
+  const container = byId("design-fields");
+  container.replaceChildren();
+  sections = {};
+  for (const name of ordered) {
+    const built = builder.field(name, name, schema.properties[name]);
+    sections[name] = built.widget;
+    if (built.element) {
+      container.append(built.element);
+    }
+  }
+  form.removeAttribute("aria-busy");
+}
+
+const groupOf = (name) => form.querySelector(`fieldset[data-field="${name}"]`);
 
 // The server rejects snapshot_every above steps, so the input's max follows steps and the
 // browser marks a too-large value before submitting.
 function syncSnapshotLimit() {
-  const steps = Number(input("steps").value);
-  input("snapshot-every").max = Number.isInteger(steps) && steps >= 1 ? String(steps) : "1000000";
-}
-
-// ---- Validation errors next to their fields ----
-
-function clearFieldErrors() {
-  for (const element of form.querySelectorAll(".field-error")) {
-    clearError(element);
-  }
-  for (const element of form.querySelectorAll("[aria-invalid]")) {
-    element.removeAttribute("aria-invalid");
-  }
-  clearError(input("form-errors"));
-}
-
-// Find the form element for a server field such as "dataset.counts[0]": the
-// field itself, else its nearest enclosing group ("dataset"), else none.
-function containerForField(field) {
-  if (!field) {
-    return null;
-  }
-  const parts = field.replace(/\[\d+\]/g, "").split(".");
-  while (parts.length) {
-    const container = form.querySelector(`[data-field="${CSS.escape(parts.join("."))}"]`);
-    if (container) {
-      return container;
-    }
-    parts.pop();
-  }
-  return null;
-}
-
-function addFieldMessage(container, message) {
-  const slot = container.querySelector(".field-error");
-  const line = document.createElement("span");
-  line.className = "error-line";
-  line.textContent = message;
-  slot.append(line);
-  slot.hidden = false;
-  const control = container.matches(".field") ? container.querySelector("input, select") : null;
-  if (control) {
-    control.setAttribute("aria-invalid", "true");
-  }
-}
-
-// Show every message in the summary under the button, and each one also next to its field.
-function showValidationErrors(error) {
-  showError(input("form-errors"), error);
-  let firstInvalid = null;
-  for (const item of error.items || []) {
-    const container = containerForField(item.field);
-    if (container) {
-      addFieldMessage(container, item.message);
-      firstInvalid ??= container.querySelector("input, select");
-    }
-  }
-  if (firstInvalid) {
-    firstInvalid.focus();
-  }
-}
-
-// ---- Live dataset preview ----
-
-const preview = {
-  image: input("dataset-preview"),
-  frame: input("preview-frame"),
-  error: input("preview-error"),
-  timer: null,
-  controller: null,
-  objectUrl: null,
-};
-
-function schedulePreview() {
-  clearTimeout(preview.timer);
-  preview.timer = setTimeout(refreshPreview, PREVIEW_DELAY_MS);
-}
-
-async function refreshPreview() {
-  // Only the latest design matters: abort a preview still in flight.
-  preview.controller?.abort();
-  const controller = new AbortController();
-  preview.controller = controller;
-  preview.frame.setAttribute("aria-busy", "true");
-  preview.frame.dataset.state = "loading";
-
-  try {
-    const blob = await postForBlob("/api/datasets/preview", readDataset(), { signal: controller.signal });
-    // Decode off-screen first, so a newer request that finished earlier is never overwritten.
-    const url = URL.createObjectURL(blob);
-    const loader = new Image();
-    loader.src = url;
-    try {
-      await loader.decode();
-    } catch (error) {
-      URL.revokeObjectURL(url);
-      throw new Error("The server returned a preview image that could not be decoded.");
-    }
-    if (preview.controller !== controller) {
-      URL.revokeObjectURL(url);
-      return;
-    }
-    const previousUrl = preview.objectUrl;
-    preview.objectUrl = url;
-    preview.image.src = url;
-    if (previousUrl) {
-      URL.revokeObjectURL(previousUrl);
-    }
-    preview.image.hidden = false;
-    clearError(preview.error);
-    preview.frame.dataset.state = "ready";
-  } catch (error) {
-    if (error.name === "AbortError" || preview.controller !== controller) {
-      return;
-    }
-    preview.image.hidden = true;
-    showError(preview.error, error);
-    preview.frame.dataset.state = "invalid";
-  } finally {
-    if (preview.controller === controller) {
-      preview.frame.setAttribute("aria-busy", "false");
-    }
+  const steps = byId("training-steps");
+  const snapshotEvery = byId("training-snapshot-every");
+  if (steps && snapshotEvery) {
+    const value = Number(steps.value);
+    snapshotEvery.max = Number.isInteger(value) && value >= 1 ? String(value) : "1000000";
   }
 }
 
@@ -240,9 +78,10 @@ async function refreshPreview() {
 
 async function submitDesign(event) {
   event.preventDefault();
-  clearFieldErrors();
-  const button = input("submit-study");
-  const state = input("submit-state");
+  errors.clear("submit");
+  clearError(byId("form-errors"));
+  const button = byId("submit-study");
+  const state = byId("submit-state");
   button.disabled = true;
   state.textContent = "Creating the study…";
 
@@ -252,10 +91,11 @@ async function submitDesign(event) {
     window.location.assign(`/studies/${study.id}`);
   } catch (error) {
     state.textContent = "";
+    // Every message goes in the summary under the button, and each also next to its field.
+    showError(byId("form-errors"), error);
     if (error instanceof ApiError && error.status === 422) {
-      showValidationErrors(error);
-    } else {
-      showError(input("form-errors"), error);
+      errors.show("submit", error.items);
+      errors.firstInvalid()?.focus();
     }
     button.disabled = false;
   }
@@ -286,9 +126,10 @@ function studyItem(study) {
   link.textContent = study.name;
   const meta = document.createElement("span");
   meta.className = "muted";
-  const counts = study.design?.dataset?.counts;
-  const countsText = Array.isArray(counts) ? ` · counts ${counts.join(", ")}` : "";
-  meta.textContent = ` #${study.id} · ${formatTimestamp(study.created_at)}${countsText}`;
+  const dataset = study.design?.dataset || {};
+  const counts = Array.isArray(dataset.counts) ? ` counts ${dataset.counts.join(", ")}` : "";
+  const family = dataset.family ? ` · ${dataset.family}${counts}` : "";
+  meta.textContent = ` #${study.id} · ${formatTimestamp(study.created_at)}${family}`;
   title.append(link, meta);
 
   const runs = document.createElement("ul");
@@ -299,14 +140,14 @@ function studyItem(study) {
 }
 
 async function loadStudies() {
-  const errorBox = input("studies-error");
+  const errorBox = byId("studies-error");
   let hasActiveRun = false;
   try {
     const { studies, count } = await getJson("/api/studies");
-    input("study-list").replaceChildren(...studies.map(studyItem));
-    input("studies-empty").hidden = studies.length > 0;
+    byId("study-list").replaceChildren(...studies.map(studyItem));
+    byId("studies-empty").hidden = studies.length > 0;
     // The API returns the newest 100 studies unless asked for another page.
-    const more = input("studies-more");
+    const more = byId("studies-more");
     more.textContent = `Showing the newest ${studies.length} of ${count} studies.`;
     more.hidden = count <= studies.length;
     clearError(errorBox);
@@ -329,19 +170,93 @@ async function initialDesign() {
       const study = await getJson(`/api/studies/${from}`);
       return { name: `${study.name} (variant)`, design: study.design };
     } catch (error) {
-      showError(input("form-errors"), error);
+      showError(byId("form-errors"), error);
     }
   }
-  return { name: DEFAULT_DESIGN.name, design: DEFAULT_DESIGN };
+  return { name: DEFAULT_NAME, design: {} };
+}
+
+function datasetImageSize() {
+  return sections.dataset?.read()?.image_size ?? null;
+}
+
+function wireLiveViews() {
+  const datasetBox = groupOf("dataset");
+  const modelBox = groupOf("model");
+  const trainingBox = groupOf("training");
+
+  const preview = new DatasetPreview({
+    readDataset: () => sections.dataset.read(),
+    onValid: () => errors.clear("preview"),
+    onInvalid: (items) => {
+      errors.clear("preview");
+      errors.show("preview", items);
+    },
+  });
+  const counts = new ParameterCounts({
+    modelBox,
+    readModel: () => sections.model.read(),
+    readImageSize: datasetImageSize,
+    onValid: () => errors.clear("parameters"),
+    onInvalid: (items) => {
+      errors.clear("parameters");
+      errors.show("parameters", items);
+    },
+  });
+  const presets = new PresetPicker({
+    modelBox,
+    apply: ({ model, training }) => {
+      sections.model.write(model);
+      sections.training.write({ ...sections.training.read(), ...training });
+      syncSnapshotLimit();
+      counts.refresh();
+    },
+  });
+
+  datasetBox.addEventListener("input", () => {
+    preview.schedule();
+    counts.schedule();
+  });
+  modelBox.addEventListener("variantchange", () => counts.attach());
+  modelBox.addEventListener("input", (event) => {
+    if (event.target !== presets.select) {
+      presets.markEdited();
+    }
+    counts.schedule();
+  });
+  trainingBox.addEventListener("input", () => {
+    presets.markEdited();
+    syncSnapshotLimit();
+  });
+  counts.attach();
+  preview.refresh();
+  counts.refresh();
+  presets.load();
 }
 
 async function start() {
+  let schema;
+  try {
+    schema = await getJson("/api/design/schema");
+  } catch (error) {
+    byId("design-loading").textContent = "The design fields could not be loaded.";
+    showError(byId("form-errors"), error);
+    loadStudies();
+    return;
+  }
+  buildForm(schema);
   const { name, design } = await initialDesign();
-  fillForm(name, design);
+  writeDesign(name, design);
+  wireLiveViews();
+  watchRunCount(form, readDesign, byId("run-count"));
   form.addEventListener("submit", submitDesign);
-  form.querySelector('fieldset[data-field="dataset"]').addEventListener("input", schedulePreview);
-  input("steps").addEventListener("input", syncSnapshotLimit);
-  refreshPreview();
+  // A field the user edits drops the messages of the last submit about it; live checks stay.
+  form.addEventListener("input", (event) => {
+    const field = event.target.closest?.("[data-field]");
+    if (field) {
+      errors.clear("submit", field);
+    }
+  });
   loadStudies();
 }
 

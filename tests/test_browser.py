@@ -51,13 +51,13 @@ RUN_END_TIMEOUT_MS = 240_000
 
 # A CPU trains this in under a minute (21 to 56 s measured on 2 cores), with six snapshots.
 QUICK_TRAINING = {
-    "steps": "120",
-    "batch-size": "16",
-    "snapshot-every": "20",
-    "samples-per-snapshot": "100",
+    "training-steps": "120",
+    "training-batch-size": "16",
+    "training-snapshot-every": "20",
+    "training-samples-per-snapshot": "100",
 }
 
-# The generated-counts trace of a counts chart: its name, step and sum of shares.
+# The generated trace of a feature chart: its name, step and sum of shares.
 GENERATED_TRACE_JS = """
 (chartId) => {
   const chart = document.getElementById(chartId);
@@ -292,9 +292,9 @@ def explain_failure(tab: BrowserPage, server: LabServer, screenshot: Path) -> It
 
 
 def fill_design(page: Any, name: str, counts: str) -> None:
-    page.fill("#study-name", name)
-    page.fill("#counts", counts)
-    page.select_option("#image-size", "32")
+    page.fill("#name", name)
+    page.fill("#dataset-counts", counts)
+    page.select_option("#dataset-image-size", "32")
     for field_id, value in QUICK_TRAINING.items():
         page.fill(f"#{field_id}", value)
 
@@ -322,7 +322,7 @@ def test_preview_follows_counts(tab: BrowserPage, server: LabServer, tmp_path: P
         first_pixels = image.evaluate(IMAGE_FINGERPRINT_JS)
         assert image.evaluate("img => img.naturalWidth") > 0
 
-        page.fill("#counts", "9")
+        page.fill("#dataset-counts", "9")
         page.wait_for_function(
             "previous => document.getElementById('dataset-preview').src !== previous",
             arg=first_source,
@@ -360,10 +360,10 @@ def test_invalid_count_shows_server_message(
         messages = [item["message"] for item in response.json()["detail"]]
         assert any(message.startswith(f"{field_name}:") for message in messages), messages
 
-        counts_error = page.locator("#counts-error")
+        counts_error = page.locator("#dataset-counts-error")
         counts_error.wait_for(state="visible")
         assert field_name in counts_error.inner_text()
-        assert page.locator("#counts").get_attribute("aria-invalid") == "true"
+        assert page.locator("#dataset-counts").get_attribute("aria-invalid") == "true"
         # Every message of the server's response is shown, in the server's words.
         summary = page.locator("#form-errors").inner_text()
         for message in messages:
@@ -397,9 +397,13 @@ def test_study_page_updates_live(tab: BrowserPage, server: LabServer, tmp_path: 
         assert study["design"]["dataset"]["counts"] == [2, 4]
         assert study["design"]["training"]["steps"] == 120
         run_id = study["runs"][0]["id"]
-        chart_id = f"counts-chart-{run_id}"
+        chart_id = f"feature-chart-{run_id}-count"
         run = page.locator(f"#run-{run_id}")
-        assert page.locator("#study-name").inner_text() == "browser test: two and four dots"
+        # The page fills in the name once its first request for the study returns.
+        page.wait_for_function(
+            "name => document.getElementById('study-name').textContent === name",
+            arg="browser test: two and four dots",
+        )
 
         # The first generated histogram appears, then a later snapshot replaces it.
         page.wait_for_function(
@@ -437,8 +441,17 @@ def test_study_page_updates_live(tab: BrowserPage, server: LabServer, tmp_path: 
             arg=last["step"],
         )
         share = last["histograms"]["count"]["unrecognized_share"]
-        shown_share = run.locator('[data-testid="unrecognized-share"]').inner_text()
-        assert shown_share == f"{share * 100:.1f}%"
+        shown_share = run.locator('[data-testid="unrecognized-share"][data-feature="count"]')
+        assert shown_share.inner_text() == f"{share * 100:.1f}%"
+        # One chart per feature of the family, each with its own unrecognized share.
+        features = server.get_json(f"/api/runs/{run_id}/features")["features"]
+        for feature in features:
+            chart = page.locator(f"#feature-chart-{run_id}-{feature['name']}")
+            assert chart.get_attribute("data-step") == str(last["step"]), feature["name"]
+        charts = run.locator('[data-testid="feature-chart"]')
+        assert charts.count() == len(features)
+        assert run.locator('[data-testid="unrecognized-share"]').count() == len(features)
+        assert run.locator('[data-testid="scores"]').is_hidden(), "dots define no scores"
         grid = run.locator('[data-testid="sample-grid"]')
         grid.wait_for(state="visible")
         page.wait_for_function(
@@ -501,4 +514,59 @@ def test_cancel_button_cancels_run(tab: BrowserPage, server: LabServer, tmp_path
         assert button.is_hidden()
         assert server.get_json(f"/api/runs/{run_id}")["status"] == "cancelled"
         page.screenshot(path=str(tmp_path / "study-cancel.png"), full_page=True)
+    assert tab.errors == []
+
+
+def test_study_page_shows_every_feature(
+    tab: BrowserPage, server: LabServer, tmp_path: Path
+) -> None:
+    page = tab.page
+    screenshot = tmp_path / "study-combinations.png"
+    design = {
+        "name": "browser test: combinations",
+        "dataset": {"family": "combinations", "image_size": 32, "combinations": 5},
+        "model": {"kind": "vae", "z_dim": 8},
+        "training": {
+            "steps": 20,
+            "batch_size": 16,
+            "snapshot_every": 10,
+            "samples_per_snapshot": 64,
+        },
+    }
+    status, study = server.post_json("/api/studies", design)
+    assert status == 201, study
+    run_id = study["run_ids"][0]
+    with explain_failure(tab, server, screenshot):
+        page.goto(f"{server.base_url}/studies/{study['id']}")
+        run = page.locator(f"#run-{run_id}")
+        run.locator('[data-testid="run-status"]', has_text="succeeded").wait_for(
+            timeout=RUN_END_TIMEOUT_MS
+        )
+        last = server.get_json(f"/api/runs/{run_id}/snapshots")["snapshots"][-1]
+        features = server.get_json(f"/api/runs/{run_id}/features")["features"]
+        assert [feature["name"] for feature in features][:4] == ["size", "x", "y", "red_share"]
+
+        # One chart per feature, each showing the last snapshot's generated bars.
+        for feature in features:
+            chart_id = f"feature-chart-{run_id}-{feature['name']}"
+            page.wait_for_function(
+                f"step => ({GENERATED_TRACE_JS})('{chart_id}')?.step === step",
+                arg=last["step"],
+            )
+        assert run.locator('[data-testid="feature-chart"]').count() == len(features)
+        for feature in features:
+            shown = run.locator(
+                f'[data-testid="unrecognized-share"][data-feature="{feature["name"]}"]'
+            )
+            share = last["histograms"][feature["name"]]["unrecognized_share"]
+            assert shown.inner_text() == f"{share * 100:.1f}%", feature["name"]
+
+        # The combinations family scores its samples; the page lists the scores.
+        scores = run.locator('[data-testid="scores"]')
+        assert scores.is_visible()
+        for name, value in last["scores"].items():
+            shown = scores.locator(f'[data-score="{name}"]').inner_text()
+            assert shown == ("undefined" if value is None else f"{value:.3f}"), name
+        assert "dataset: combinations" in page.locator("#design-summary").inner_text().lower()
+        page.screenshot(path=str(screenshot), full_page=True)
     assert tab.errors == []
