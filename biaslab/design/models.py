@@ -18,10 +18,11 @@ class VaeModel(Strict):
 
     kind: Literal["vae"] = "vae"
     architecture: Architecture = "conv"
-    z_dim: int = Field(default=32, ge=2, le=512)
+    z_dim: int = Field(default=32, ge=2, le=512, title="Latent dimension")
     beta: float = Field(default=1.0, ge=0, le=100, description="Weight of the KL term.")
     kl_warmup_steps: int = Field(
         default=0,
+        title="KL warmup steps",
         ge=0,
         le=1_000_000,
         description="Steps over which the KL weight rises from 0 to beta; 0 turns annealing off.",
@@ -33,7 +34,7 @@ class WganGpModel(Strict):
 
     kind: Literal["wgan_gp"] = "wgan_gp"
     architecture: Architecture = "conv"
-    z_dim: int = Field(default=64, ge=2, le=512)
+    z_dim: int = Field(default=64, ge=2, le=512, title="Latent dimension")
     gradient_penalty: float = Field(
         default=10.0, ge=0, le=1000, description="Weight of the gradient penalty."
     )
