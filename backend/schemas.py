@@ -201,6 +201,9 @@ class RunFeaturesPublic(BaseModel):
     run_id: int
     family: str
     features: list[FeaturePublic]
+    # The run's training cells ({size, x, y, red} for combinations) in the order of
+    # the `cell` bins; null for a family that does not draw from listed cells.
+    training_cells: list[dict[str, int]] | None = None
 
 
 class FeatureFigurePublic(BaseModel):

@@ -10,7 +10,14 @@ import { SchemaForm } from "/static/schema_form.js";
 import { watchRunCount } from "/static/run_count.js";
 
 const STUDIES_REFRESH_MS = 5000;
-const DEFAULT_NAME = "two and four dots";
+// The name a new study starts with, by dataset family. Changing the family replaces it
+// while the user has not edited it.
+const DEFAULT_NAMES = {
+  dots: "two and four dots",
+  pie: "one pie",
+  combinations: "ten pie combinations",
+  shapes: "two shapes",
+};
 
 // The dots design a new study starts from. Two dot counts close together: the generated
 // histogram is expected to peak at 3, a count that no training image has ("prototype
@@ -173,7 +180,7 @@ async function initialDesign() {
       showError(byId("form-errors"), error);
     }
   }
-  return { name: DEFAULT_NAME, design: {} };
+  return { name: DEFAULT_NAMES.dots, design: {} };
 }
 
 function datasetImageSize() {
@@ -218,6 +225,13 @@ function wireLiveViews() {
     counts.schedule();
   });
   modelBox.addEventListener("variantchange", () => counts.attach());
+  datasetBox.addEventListener("variantchange", (event) => {
+    const defaults = Object.values(DEFAULT_NAMES);
+    const name = DEFAULT_NAMES[event.detail.tag];
+    if (name && defaults.includes(sections.name.read())) {
+      sections.name.write(name);
+    }
+  });
   modelBox.addEventListener("input", (event) => {
     if (event.target !== presets.select) {
       presets.markEdited();
@@ -234,6 +248,26 @@ function wireLiveViews() {
   presets.load();
 }
 
+// A run waits on the queue of the device it asks for (training.device), so the select
+// disables a device that no live worker takes, unless the design loaded with it.
+async function offerDevices() {
+  const select = byId("training-device");
+  if (!select) {
+    return;
+  }
+  let devices;
+  try {
+    ({ devices } = await getJson("/api/workers"));
+  } catch {
+    return; // The server checks the design; the select keeps every choice.
+  }
+  for (const option of select.options) {
+    const served = devices.includes(option.value);
+    option.disabled = !served && !option.selected;
+    option.textContent = served ? option.value : `${option.value} (no worker connected)`;
+  }
+}
+
 async function start() {
   let schema;
   try {
@@ -247,6 +281,7 @@ async function start() {
   buildForm(schema);
   const { name, design } = await initialDesign();
   writeDesign(name, design);
+  offerDevices();
   wireLiveViews();
   watchRunCount(form, readDesign, byId("run-count"));
   form.addEventListener("submit", submitDesign);

@@ -82,6 +82,11 @@ export function errorSlot(id) {
 
 export const capitalized = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
+/** Return `text` as nodes, each `name` between backticks (as docstrings mark names) as <code>. */
+export function codeSpans(text) {
+  return text.split(/`([^`]+)`/).map((part, index) => (index % 2 ? element("code", { text: part }) : part));
+}
+
 export function sentence(text) {
   if (!text) {
     return "";

@@ -8,6 +8,7 @@ import {
   capitalized,
   choiceListWidget,
   clone,
+  codeSpans,
   countText,
   defaultText,
   element,
@@ -327,7 +328,7 @@ export class SchemaForm {
       labelChildren.push(" ", element("span", { className: "optional", text: "(optional)" }));
     }
     const hintText = this.hintText(raw, schema, nullable, kind);
-    const hint = element("p", { className: "hint", id: `${id}-hint`, text: hintText });
+    const hint = element("p", { className: "hint", id: `${id}-hint` }, codeSpans(hintText));
     const error = errorSlot(`${id}-error`);
     const wide =
       ["scalar-list", "choice-list", "row-list", "tuple", "json"].includes(kind) ||
@@ -416,7 +417,7 @@ export class SchemaForm {
     const box = element("fieldset", { "data-field": path, id: `${id}-group` });
     box.append(element("legend", { text: label || schema.title || path }));
     if (schema.description) {
-      box.append(element("p", { className: "hint group-hint", text: sentence(schema.description) }));
+      box.append(element("p", { className: "hint group-hint" }, codeSpans(sentence(schema.description))));
     }
     box.append(errorSlot(`${id}-error`));
     return box;
@@ -510,7 +511,7 @@ export class SchemaForm {
       fields.write(start);
       body.replaceChildren(fields.element);
       select.value = tag;
-      hint.textContent = sentence(variant.schema.description || variant.schema.title);
+      hint.replaceChildren(...codeSpans(sentence(variant.schema.description || variant.schema.title)));
       current = { variant, fields };
       box.dispatchEvent(new CustomEvent("variantchange", { bubbles: true, detail: { path, tag } }));
     };

@@ -505,6 +505,40 @@ function connect(studyId, afterEventId) {
   });
 }
 
+// ---- Training cells ----
+
+// A combinations run lists its training cells (size/x/y/red, in the order of the `cell`
+// bins), so precision and recall can be checked against them.
+async function showTrainingCells(card) {
+  if (design?.dataset?.family !== "combinations") {
+    return;
+  }
+  let cells;
+  try {
+    ({ training_cells: cells } = await getJson(`/api/runs/${card.id}/features`));
+  } catch (error) {
+    showError(card.chartError, error);
+    return;
+  }
+  if (!cells?.length) {
+    return;
+  }
+  const details = document.createElement("details");
+  details.className = "training-cells";
+  details.dataset.testid = "training-cells";
+  const summary = document.createElement("summary");
+  summary.textContent = `Training cells: ${cells.length} (size/x/y/red)`;
+  const list = document.createElement("ol");
+  list.className = "cell-list";
+  for (const cell of cells) {
+    const item = document.createElement("li");
+    item.textContent = `${cell.size}/${cell.x}/${cell.y}/${cell.red}`;
+    list.append(item);
+  }
+  details.append(summary, list);
+  card.scores.after(details);
+}
+
 // ---- Start-up ----
 
 async function start() {
@@ -525,7 +559,7 @@ async function start() {
   canChange = canChangeStudy(await currentAccount(), study);
   renderStudyHeader(study);
   for (const run of study.runs) {
-    createCard(run);
+    showTrainingCells(createCard(run));
   }
   document.addEventListener("biaslab:step", followStudyStep);
   startCompare(study);

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from backend.app import create_app
 from biaslab.analysis.histogram import count_histogram
 from biaslab.design import DATASET_FAMILIES, DotsDataset
+from biaslab.design.combinations import CombinationsDataset
 from biaslab.families.dots import COUNT_FEATURE, DotsFamily
 from biaslab.settings import Settings
 from biaslab.store.db import make_engine, make_sessionmaker, session_scope
@@ -448,3 +449,42 @@ def test_pie_run_lists_pie_features(client):
     assert [item["name"] for item in figures["features"]] == names
     size = client.get(f"/api/runs/{run_id}/figures/size").json()
     assert size["title"].startswith("Size")
+
+
+COMBINATIONS_DATASET = {
+    "family": "combinations",
+    "combinations": 4,
+    "selection_seed": 3,
+    "pin": {"feature": "size", "values": [5]},
+}
+
+
+def test_combinations_histograms_list_cells(client):
+    body = client.post("/api/datasets/histograms", json=COMBINATIONS_DATASET).json()
+    design = CombinationsDataset.model_validate(COMBINATIONS_DATASET)
+    expected = [dict(zip(("size", "x", "y", "red"), cell, strict=True)) for cell in design.cells()]
+    assert body["cells"] == expected
+    assert all(cell["size"] == 5 for cell in body["cells"]), "every cell has the pinned size"
+    cell_feature = next(feature for feature in body["features"] if feature["name"] == "cell")
+    labels = [f"{c['size']}/{c['x']}/{c['y']}/{c['red']}" for c in body["cells"]]
+    assert cell_feature["histogram"]["labels"][:-1] == labels, "cells follow the cell bins"
+
+    dots = client.post("/api/datasets/histograms", json=EXAMPLE_STUDY["dataset"]).json()
+    assert dots["cells"] is None
+
+
+def test_combinations_run_lists_training_cells(client):
+    study = {**copy.deepcopy(EXAMPLE_STUDY), "dataset": COMBINATIONS_DATASET}
+    study["sweep"] = [{"path": "dataset.combinations", "values": [4, 6]}]
+    created = client.post("/api/studies", json=study)
+    assert created.status_code == 201, created.text
+    first, second = created.json()["run_ids"]
+
+    small = client.get(f"/api/runs/{first}/features").json()["training_cells"]
+    large = client.get(f"/api/runs/{second}/features").json()["training_cells"]
+    assert len(small) == 4
+    assert len(large) == 6, "each run of a sweep lists its own cells"
+    assert all(cell in large for cell in small), "more cells with one seed keep the fewer"
+
+    dots_run = client.post("/api/studies", json=EXAMPLE_STUDY).json()["run_ids"][0]
+    assert client.get(f"/api/runs/{dots_run}/features").json()["training_cells"] is None

@@ -568,5 +568,14 @@ def test_study_page_shows_every_feature(
             shown = scores.locator(f'[data-score="{name}"]').inner_text()
             assert shown == ("undefined" if value is None else f"{value:.3f}"), name
         assert "dataset: combinations" in page.locator("#design-summary").inner_text().lower()
+
+        # The run lists its training cells, in the order of the features endpoint.
+        cells = server.get_json(f"/api/runs/{run_id}/features")["training_cells"]
+        assert len(cells) == 5
+        shown_cells = run.locator('[data-testid="training-cells"]')
+        assert shown_cells.locator("summary").inner_text() == "Training cells: 5 (size/x/y/red)"
+        assert shown_cells.locator("li").all_text_contents() == [
+            f"{cell['size']}/{cell['x']}/{cell['y']}/{cell['red']}" for cell in cells
+        ]
         page.screenshot(path=str(screenshot), full_page=True)
     assert tab.errors == []

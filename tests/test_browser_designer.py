@@ -298,6 +298,64 @@ def test_colour_mode_message_beside_colours(tab: Tab, lab: Lab, tmp_path: Path) 
     assert tab.errors == []
 
 
+def test_family_change_sets_default_name(tab: Tab, lab: Lab, tmp_path: Path) -> None:
+    page = tab.page
+    with explain_failure(tab, lab, tmp_path / "designer-default-name.png"):
+        open_designer(page, lab)
+        assert page.locator("#name").input_value() == "two and four dots"
+        choose_family(page, "shapes")
+        assert page.locator("#name").input_value() == "two shapes"
+        choose_family(page, "combinations")
+        assert page.locator("#name").input_value() == "ten pie combinations"
+
+        # A name the user typed stays.
+        page.fill("#name", "my pies")
+        choose_family(page, "pie")
+        assert page.locator("#name").input_value() == "my pies"
+    assert tab.errors == []
+
+
+def test_pin_starts_valid(tab: Tab, lab: Lab, tmp_path: Path) -> None:
+    page = tab.page
+    with explain_failure(tab, lab, tmp_path / "designer-pin.png"):
+        open_designer(page, lab)
+        choose_family(page, "combinations")
+        wait_for_views(page)
+        with page.expect_response(
+            lambda response: response.url.endswith("/api/datasets/preview")
+        ) as response_info:
+            page.check("#dataset-pin-enabled")
+        assert response_info.value.status == 200, response_info.value.text()
+        assert page.locator("#dataset-pin-values").input_value() == "1"
+        assert page.locator("#dataset-pin-values-error").is_hidden()
+    assert tab.errors == []
+
+
+def test_labels_and_hints_read_well(tab: Tab, lab: Lab, tmp_path: Path) -> None:
+    page = tab.page
+    with explain_failure(tab, lab, tmp_path / "designer-labels.png"):
+        open_designer(page, lab)
+        assert (
+            page.locator('label[for="model-kl-warmup-steps"]')
+            .inner_text()
+            .startswith("KL warmup steps")
+        )
+        assert (
+            page.locator('label[for="training-lr-schedule"]')
+            .inner_text()
+            .startswith("Learning-rate schedule")
+        )
+        assert (
+            page.locator('label[for="training-batch-size"]').inner_text().startswith("Batch size")
+        )
+        # Names between backticks in descriptions are shown as code, not as backticks.
+        family_hint = page.locator("#dataset-family-hint")
+        assert "`" not in family_hint.inner_text()
+        assert family_hint.locator("code", has_text="dot_radius").count() >= 1
+        assert "`" not in page.locator("#training-device-hint").inner_text()
+    assert tab.errors == []
+
+
 @pytest.mark.parametrize(
     "family", [family for family in DATASET_FAMILIES if row_list_fields(family)]
 )

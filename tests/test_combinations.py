@@ -100,7 +100,8 @@ def test_more_than_the_grid_rejected():
     ("pin", "location", "message"),
     [
         ({"feature": "size", "values": [2]}, ("pin", "values"), "from [1, 3, 5, 7, 9], got [2]"),
-        ({"feature": "x", "values": [0]}, ("pin", "values"), "from [1, 2, 3, 4, 5, 6, 7, 8, 9]"),
+        ({"feature": "x", "values": [0]}, ("pin", "values", 0), "greater than or equal to 1"),
+        ({"feature": "y", "values": [10]}, ("pin", "values", 0), "less than or equal to 9"),
         ({"feature": "red", "values": [3, 3]}, ("pin", "values"), "repeat a value"),
         ({"feature": "red", "values": []}, ("pin", "values"), "at least 1 item"),
         ({"feature": "colour", "values": [1]}, ("pin", "feature"), "'size', 'x', 'y' or 'red'"),

@@ -106,6 +106,9 @@ def test_probe_png_zip_counts_rendered_dots(client, dots):
     body = response.json()
     assert body["source"]["format"] == "png-zip"
     assert exact_share(body, counts) >= 0.99
+    assert [image["name"] for image in body["images"]] == [
+        f"samples/{index:03d}.png" for index in range(N_IMAGES)
+    ], "each image names its archive member"
 
 
 def test_probe_nchw_uint8_and_radius(client, dots):

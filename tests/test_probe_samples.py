@@ -6,6 +6,7 @@ import io
 import stat
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from biaslab.probes.samples import (
     UnsupportedSampleFile,
     load_samples,
     load_samples_file,
+    natural_order_key,
     probe_dots,
 )
 
@@ -57,6 +59,26 @@ def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> by
 
 def png_zip(images: np.ndarray) -> bytes:
     return zip_bytes({f"{index:04d}.png": png_bytes(image) for index, image in enumerate(images)})
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">L", len(body)) + kind + body + struct.pack(">L", zlib.crc32(kind + body))
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """Return a valid PNG that declares `width` x `height` RGB pixels but holds one row.
+
+    Pillow's decompression-bomb check reads only the header, so this triggers it
+    without the gigabytes that such an image would take.
+    """
+    header = struct.pack(">LLBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" + b"\xff" * 3 * width)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", pixels)
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def npy_header(shape: tuple[int, ...], dtype: str = "|u1") -> bytes:
@@ -144,6 +166,35 @@ def test_png_zip_sorted_order():
     assert probe_dots(loaded.images, 0.08).counts == counts.tolist()
 
 
+def test_png_zip_natural_order_and_names():
+    images, counts = rendered(12)
+    pixels = to_uint8(images)
+    # Sorted as plain strings, img10 and img11 would come before img2.
+    members = {f"img{index}.png": png_bytes(pixels[index]) for index in range(12)}
+    loaded = load_samples(zip_bytes(dict(reversed(list(members.items())))))
+    assert loaded.names == tuple(f"img{index}.png" for index in range(12))
+    np.testing.assert_array_equal(loaded.images, pixels)
+    assert probe_dots(loaded.images, 0.08).counts == counts.tolist()
+
+
+def test_natural_order_key():
+    names = ["b/img10.png", "a10.png", "img2.png", "a9.png", "a01.png", "a1.png", "img10.png"]
+    assert sorted(names, key=lambda name: (natural_order_key(name), name)) == [
+        "a01.png",
+        "a1.png",
+        "a9.png",
+        "a10.png",
+        "b/img10.png",
+        "img2.png",
+        "img10.png",
+    ]
+
+
+def test_arrays_have_no_names():
+    images, _ = rendered(2)
+    assert load_samples(npz_bytes(images=images)).names is None
+
+
 def test_png_transparency_on_white():
     image = np.zeros((16, 16, 4), dtype=np.uint8)  # transparent black
     image[4:8, 4:8] = (10, 20, 30, 255)
@@ -208,6 +259,39 @@ def test_image_too_large():
     assert "300x300 = 90,000 pixels, above the limit of 65,536" in rejection(data)
     png = png_bytes(np.zeros((300, 300, 3), dtype=np.uint8))
     assert "above the limit of 65,536" in rejection(zip_bytes({"a.png": png}))
+
+
+def test_png_over_pillow_bomb_limit():
+    # 16,000 x 16,000 is above Pillow's 2 x MAX_IMAGE_PIXELS, so Image.open itself raises.
+    message = rejection(zip_bytes({"a.png": declared_png(16_000, 16_000)}, zipfile.ZIP_DEFLATED))
+    assert message == (
+        "member 'a.png' has images of 16000x16000 = 256,000,000 pixels, above the limit of "
+        "65,536 (256x256)"
+    )
+    later = zip_bytes(
+        {"a.png": png_bytes(np.zeros((8, 8, 3), np.uint8)), "b.png": declared_png(16_000, 16_000)}
+    )
+    assert "member 'b.png' is 16000x16000 pixels but the first image is 8x8" in rejection(later)
+
+
+def test_pillow_bomb_error_is_invalid(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    message = rejection(zip_bytes({"a.png": png_bytes(np.zeros((16, 16, 3), np.uint8))}))
+    assert message.startswith("member 'a.png' is too large to decode (")
+    assert message.endswith("each image may have at most 65,536 pixels (256x256)")
+
+
+def test_png_header_must_come_first():
+    no_header = (
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"tEXt", b"Comment\x00late") + declared_png(8, 8)[8:]
+    )
+    assert "its first chunk is b'tEXt', not a 13-byte IHDR" in rejection(
+        zip_bytes({"a.png": no_header})
+    )
+    truncated = b"\x89PNG\r\n\x1a\n\x00\x00"
+    assert "member 'a.png' is not a readable PNG: it ends inside its header" in rejection(
+        zip_bytes({"a.png": truncated})
+    )
 
 
 def test_declared_total_pixels_rejected_before_data():

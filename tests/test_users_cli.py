@@ -83,6 +83,15 @@ def test_create_asks_for_password(settings):
         assert signed_in.json()["user"]["is_admin"] is False
 
 
+def test_create_without_terminal_or_password(settings):
+    result = users(settings, "create", "erin", stdin="")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().endswith(
+        "error: no password given: run in a terminal, or pass --password-stdin or --no-password"
+    ), result.output
+    assert users(settings, "list").output.startswith("no users yet")
+
+
 def test_create_without_password(settings):
     result = users(settings, "create", "robot", "--no-password")
     assert result.exit_code == 0, result.output

@@ -41,6 +41,9 @@ class DatasetHistogramsPublic(BaseModel):
     family: str
     n_images: int
     features: list[TrainingFeaturePublic]
+    # The training cells ({size, x, y, red} for combinations) in the order of the
+    # `cell` bins; null for a family that does not draw from listed cells.
+    cells: list[dict[str, int]] | None = None
 
 
 @router.post(
@@ -91,4 +94,9 @@ def histograms(dataset: Annotated[Dataset, Body()], seed: SeedQuery = 0) -> Data
                 figure=feature_figure(feature.title, histogram, None, None),
             )
         )
-    return DatasetHistogramsPublic(family=family.name, n_images=HISTOGRAM_IMAGES, features=features)
+    return DatasetHistogramsPublic(
+        family=family.name,
+        n_images=HISTOGRAM_IMAGES,
+        features=features,
+        cells=family.training_cells(dataset),
+    )

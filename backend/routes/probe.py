@@ -101,8 +101,9 @@ class SampleSourcePublic(BaseModel):
 class ProbePublic(BaseModel):
     family: str
     study_id: int | None
-    # One object per input image, in input order: its index and every feature's
-    # value (for dots, "count"), null where the probe could not read it.
+    # One object per input image, in input order: its index, its archive member's
+    # "name" for a zip of PNGs, and every feature's value (for dots, "count"), null
+    # where the probe could not read it.
     images: list[dict[str, Any]]
     histograms: dict[str, HistogramPublic]
     # The family's summary numbers, such as precision and recall; null where undefined.
@@ -117,7 +118,10 @@ def probe_public(samples: SampleSet, outcome: ProbeOutcome, study_id: int | None
     return ProbePublic(
         family=outcome.family,
         study_id=study_id,
-        images=[{"index": index, **values} for index, values in enumerate(outcome.images)],
+        images=[
+            {"index": index, **_member_name(samples, index), **values}
+            for index, values in enumerate(outcome.images)
+        ],
         histograms={
             name: HistogramPublic(
                 **histogram.model_dump(), unrecognized_share=histogram.unrecognized_share
@@ -134,6 +138,10 @@ def probe_public(samples: SampleSet, outcome: ProbeOutcome, study_id: int | None
             layout=samples.layout,
         ),
     )
+
+
+def _member_name(samples: SampleSet, index: int) -> dict[str, str]:
+    return {} if samples.names is None else {"name": samples.names[index]}
 
 
 class StudyNotFound(LookupError):

@@ -63,6 +63,7 @@ class RunFeatures:
 
     family: str
     features: list[Feature]
+    training_cells: list[dict[str, int]] | None = None
 
 
 def run_features(run: Run) -> RunFeatures:
@@ -82,7 +83,11 @@ def run_features(run: Run) -> RunFeatures:
             features=[_feature_of_histogram(name, value) for name, value in stored.items()],
         )
     family = family_for(design)
-    return RunFeatures(family=family.name, features=family.features(design))
+    return RunFeatures(
+        family=family.name,
+        features=family.features(design),
+        training_cells=family.training_cells(design),
+    )
 
 
 def _feature_of_histogram(name: str, stored: dict[str, Any]) -> Feature:
@@ -164,6 +169,7 @@ def features(run: RunDep) -> RunFeaturesPublic:
             )
             for feature in found.features
         ],
+        training_cells=found.training_cells,
     )
 
 

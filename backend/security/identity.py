@@ -100,7 +100,7 @@ def identify(request: Request) -> Principal | None:
     """
     sent = request.headers.getlist("Authorization")
     if len(sent) > 1:
-        # Authorization holds one credential. With two, such as a proxy's and a
+        # Authorization contains one credential. With two, such as a proxy's and a
         # client's, either choice could act as the wrong user.
         raise HTTPException(
             status_code=status.HTTP_400_BAD_REQUEST,

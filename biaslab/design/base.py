@@ -17,11 +17,19 @@ StrictInteger = Annotated[int, Field(strict=True)]
 StrictNumber = Annotated[float, Field(strict=True)]
 
 
+def sentence_case_title(name: str, _info: object) -> str:
+    """Return the schema title of field `name`: "batch_size" becomes "Batch size"."""
+    return name.replace("_", " ").capitalize()
+
+
 class Strict(BaseModel):
     """A design part that rejects unknown fields and non-finite numbers."""
 
-    # NaN and infinity would slip past range checks and break JSON responses.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # NaN and infinity would slip past range checks and break JSON responses. The
+    # designer labels fields with their titles; fields with acronyms set their own.
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, field_title_generator=sentence_case_title
+    )
 
 
 def field_error(field: str, value: Any, message: str) -> PydanticCustomError:
@@ -37,8 +45,9 @@ def field_error(field: str, value: Any, message: str) -> PydanticCustomError:
 def error_location(error: Mapping[str, Any]) -> tuple[tuple[int | str, ...], Any]:
     """Return the location and the rejected value of one error of `ValidationError.errors()`.
 
-    For an error made by `field_error` these are the field it names, below the model's
-    location, and that field's value; for any other error, pydantic's `loc` and `input`.
+    For an error made by `field_error`, these are the field it names, below the model's
+    location, and that field's value. For any other error, they are pydantic's `loc` and
+    `input`.
     """
     loc = tuple(error.get("loc", ()))
     context = error.get("ctx") or {}

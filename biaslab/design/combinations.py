@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -46,7 +46,8 @@ class PinnedFeature(Strict):
     """One feature held to listed grid values in every training cell."""
 
     feature: CellFeature = Field(description="The feature to pin: size, x, y or red.")
-    values: list[StrictInteger] = Field(
+    # Every feature's grid lies within 1 to 9.
+    values: list[Annotated[StrictInteger, Field(ge=1, le=9)]] = Field(
         min_length=1, max_length=9, description="The grid values the pinned feature may take."
     )
 

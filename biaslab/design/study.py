@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from biaslab.design.base import Strict, StrictNumber
+from biaslab.design.base import Strict, StrictNumber, field_error
 from biaslab.design.datasets import Dataset
 from biaslab.design.models import Model
 from biaslab.design.sweep import MAX_AXES, ExpandedRun, SweepAxis, check_axes, expand_sweep
@@ -41,6 +41,7 @@ class Training(Strict):
     )
     lr_schedule: Literal["constant", "cosine"] = Field(
         default="constant",
+        title="Learning-rate schedule",
         description="Learning rate over the run: constant, or cosine decay to zero.",
     )
     warmup_steps: int = Field(
@@ -75,6 +76,20 @@ class RunSpec(Strict):
     dataset: Dataset
     model: Model
     training: Training
+
+    @model_validator(mode="after")
+    def _batch_feeds_every_critic_step(self) -> RunSpec:
+        # A WGAN-GP step splits the batch's real images over its critic updates.
+        critic_steps = getattr(self.model, "critic_steps", None)
+        if critic_steps is not None and self.training.batch_size < critic_steps:
+            raise field_error(
+                "training.batch_size",
+                self.training.batch_size,
+                f"batch_size {self.training.batch_size} is smaller than critic_steps "
+                f"{critic_steps}; each critic step needs at least one real image, so use a "
+                f"batch_size of at least {critic_steps}",
+            )
+        return self
 
 
 class StudyCreate(RunSpec):

@@ -9,7 +9,9 @@ designer handle every family through this interface alone:
 - `features` names the features and their bins, shared by training and
   generated histograms;
 - `scores` turns the probed features of a sample into summary numbers, such as
-  the precision and recall of combinations against the training cells.
+  the precision and recall of combinations against the training cells;
+- `training_cells` lists the feature values that training images take, for a
+  family that draws them from a list, such as the cells of combinations.
 
 Feature values are float64 arrays with one value per image. NaN marks an image
 the probe could not read: "unrecognized" is an outcome that is counted, never
@@ -130,6 +132,10 @@ class DatasetFamily(ABC, Generic[DesignT]):
             feature.name: feature.histogram(values[feature.name])
             for feature in self.features(design)
         }
+
+    def training_cells(self, design: DesignT) -> list[dict[str, int]] | None:
+        """Return the feature values of each training cell, or None for a family without cells."""
+        return None
 
     def describe(self, design: DesignT, values: FeatureValues) -> list[dict[str, Any]]:
         """Return one JSON object of feature values per image, in image order."""

@@ -94,6 +94,10 @@ class CombinationsFamily(DatasetFamily[CombinationsDataset]):
         features["cell"] = indices.astype(np.float64)
         return RenderedBatch(images=images, features=features)
 
+    def training_cells(self, design: CombinationsDataset) -> list[dict[str, int]]:
+        """Return the design's N cells as {size, x, y, red}, in the order of the `cell` bins."""
+        return [dict(zip(CELL_FEATURES, cell, strict=True)) for cell in design.cells()]
+
     def probe(self, images: np.ndarray, design: CombinationsDataset) -> FeatureValues:
         features = probe_pie_features(images, has_red=True)
         features["cell"] = cell_indices(features, design.cells())

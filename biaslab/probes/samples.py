@@ -5,7 +5,8 @@ Accepted files, recognised by their first bytes rather than their name:
 - `.npz` (np.savez or np.savez_compressed): the array named `images`, else the one named
   `samples`, else the first array in the archive.
 - `.npy` (np.save): the array it contains.
-- `.zip` of PNG images, read in sorted member-name order. Each image is converted to RGB,
+- `.zip` of PNG images, read in natural member-name order, in which digit runs compare as
+  numbers ("img2.png" before "img10.png"). Each image is converted to RGB,
   transparent pixels are composited onto white (the dots' background), and all images must
   have the same size. Folders inside the archive are allowed.
 
@@ -130,6 +131,8 @@ class SampleSet:
     array_name: str | None  # the .npz member read; None for .npy and PNG archives
     stored_dtype: str  # the stored array's dtype; "uint8" for PNGs
     layout: Layout  # the stored array's axis order; NCHW arrays were transposed
+    # The archive member of each image, for PNG archives; None for arrays.
+    names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -502,8 +505,16 @@ def _check_image_counts(label: str, n: int, height: int, width: int) -> None:
 # PNG archives
 
 
+def natural_order_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Return a sort key that compares digit runs as numbers: "img2" before "img10"."""
+    parts = re.split(r"(\d+)", name)
+    # (0, number) and (1, text) keep numbers and text apart, so they never compare.
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in parts if part)
+
+
 def _load_png_archive(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo]) -> SampleSet:
-    members = sorted(members, key=lambda info: info.filename)
+    # Names that tie on the natural key ("a01", "a1") keep their plain order.
+    members = sorted(members, key=lambda info: (natural_order_key(info.filename), info.filename))
     if not members:
         raise InvalidSamples("the archive contains no images")
     if len(members) > MAX_IMAGES:
@@ -533,7 +544,8 @@ def _load_png_archive(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo]) 
             images = np.empty((len(members), height, width, 3), dtype=np.uint8)
         images[index] = pixels
     assert images is not None  # members is not empty
-    return SampleSet(images, "png-zip", None, "uint8", "NHWC")
+    names = tuple(info.filename for info in members)
+    return SampleSet(images, "png-zip", None, "uint8", "NHWC", names)
 
 
 def _decode_png(name: str, data: bytes, expected_size: tuple[int, int] | None) -> np.ndarray:

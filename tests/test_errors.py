@@ -1,0 +1,166 @@
+"""422 items of rules over several design fields: they name the field to fix and its value."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.app import create_app
+from biaslab.settings import Settings
+from biaslab.store.migrate import upgrade
+from tests.examples import EXAMPLE_STUDY
+
+# (dataset, field, value shown in the message, start of the rule)
+CROSS_FIELD_CASES = [
+    (
+        {"family": "dots", "counts": [2], "colour_mode": "one"},
+        "colours",
+        "None",
+        "colours has 0 entries with colour_mode one, which takes one colour",
+    ),
+    (
+        {"family": "dots", "counts": [2], "radius_mode": "range"},
+        "radius_range",
+        "None",
+        "radius_range is None with radius_mode range",
+    ),
+    (
+        {"family": "dots", "counts": [2], "reference_count": 2},
+        "reference_count",
+        "2",
+        "reference_count 2 is set with radius_mode fixed",
+    ),
+    (
+        {"family": "dots", "counts": [2, 16], "dot_radius": 0.15},
+        "counts",
+        "[2, 16]",
+        "counts [16] do not fit with dot_radius 0.15",
+    ),
+    (
+        {
+            "family": "dots",
+            "counts": [2],
+            "colour_mode": "one",
+            "colours": ["#000000"],
+            "min_spacing": 0.2,
+        },
+        "min_spacing",
+        "0.2",
+        "min_spacing 0.2 is too small for colour_mode one",
+    ),
+    (
+        {
+            "family": "dots",
+            "counts": [2],
+            "image_size": 32,
+            "dot_radius": 0.07,
+            "radius_mode": "constant_area",
+            "reference_count": 1,
+        },
+        "dot_radius",
+        "0.07",
+        "the dot radius with constant_area at 2 dots",
+    ),
+    (
+        {
+            "family": "shapes",
+            "shapes": ["circle"],
+            "colours": ["red"],
+            "held_out": [{"shapes": ["circle", "circle"], "colours": ["red", "red"]}],
+        },
+        "held_out",
+        "[{'shapes': ['circle', 'circle'], 'colours': ['red', 'red']}]",
+        "held_out and restricted hold out every combination",
+    ),
+    (
+        {
+            "family": "shapes",
+            "shapes": ["circle"],
+            "colours": ["red"],
+            "restricted": [{"shapes": ["circle", "circle"], "colours": [["red", "red"]]}],
+        },
+        None,  # restricted allows its only pair, so the design is valid
+        None,
+        None,
+    ),
+    (
+        {"family": "combinations", "combinations": 500, "pin": {"feature": "size", "values": [1]}},
+        "combinations",
+        "500",
+        "only 405 cells have size in [1]",
+    ),
+]
+
+
+@pytest.fixture
+def client(tmp_path) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path)
+    upgrade(settings.resolved_database_url)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+def study_with(dataset: dict) -> dict:
+    body = copy.deepcopy(EXAMPLE_STUDY)
+    body["dataset"] = dataset
+    return body
+
+
+@pytest.mark.parametrize(("dataset", "field", "shown", "rule"), CROSS_FIELD_CASES)
+def test_study_error_names_field(client, dataset, field, shown, rule):
+    response = client.post("/api/studies", json=study_with(dataset))
+    if field is None:
+        assert response.status_code == 201, response.text
+        return
+
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["field"] == f"dataset.{field}"
+    assert item["loc"] == ["body", "dataset", dataset["family"], *field.split(".")]
+    assert item["message"].startswith(f"dataset.{field}: {shown} is invalid: {rule}"), item
+    assert item["input"] == dataset.get(field), "the input is the field's value, not the dataset"
+    assert "'family'" not in item["message"], "the message dumps the whole dataset"
+
+
+@pytest.mark.parametrize(("dataset", "field", "shown", "rule"), CROSS_FIELD_CASES)
+@pytest.mark.parametrize("endpoint", ["preview", "histograms"])
+def test_dataset_error_names_field(client, dataset, field, shown, rule, endpoint):
+    response = client.post(f"/api/datasets/{endpoint}", json=dataset)
+    if field is None:
+        assert response.status_code == 200, response.text
+        return
+
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["field"] == field
+    assert item["message"].startswith(f"{field}: {shown} is invalid: {rule}"), item
+
+
+def test_sweep_error_names_field(client):
+    body = study_with({"family": "dots", "counts": [2]})
+    body["sweep"] = [{"path": "dataset.colour_mode", "values": ["random", "one"]}]
+    response = client.post("/api/studies", json=body)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["field"] == "sweep"
+    assert (
+        'axis value dataset.colour_mode = "one" makes run 1 invalid: dataset.colours: null is '
+        "invalid: colours has 0 entries with colour_mode one"
+    ) in item["message"], item["message"]
+
+
+def test_invalid_json_body_message(client):
+    response = client.post(
+        "/api/datasets/preview",
+        content=b'{"family": "dots", "counts": [2]',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    [item] = response.json()["detail"]
+    assert item["field"] == "body"
+    assert item["message"] == "body: invalid JSON at character 32: Expecting ',' delimiter"
+    assert item["loc"] == ["body", 32], "loc keeps FastAPI's offset"
+    assert item["input"] is None
