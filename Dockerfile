@@ -12,4 +12,4 @@ RUN pip install --no-cache-dir .
 
 ENV BIASLAB_DATA_DIR=/data
 EXPOSE 8000
-CMD ["biaslab", "serve", "--host", "0.0.0.0", "--no-worker"]
+CMD ["biaslab", "serve", "--host", "0.0.0.0", "--no-worker", "--auth"]

@@ -19,6 +19,7 @@ from biaslab.analysis.histogram import count_histogram
 from biaslab.design import DATASET_FAMILIES, DotsDataset
 from biaslab.design.combinations import CombinationsDataset
 from biaslab.families.dots import COUNT_FEATURE, DotsFamily
+from biaslab.queue import DEFAULT_QUEUE
 from biaslab.settings import Settings
 from biaslab.store.db import make_engine, make_sessionmaker, session_scope
 from biaslab.store.migrate import upgrade
@@ -82,7 +83,7 @@ def test_create_study_sends_run_to_redis(client, settings):
     if not settings.broker_url:
         pytest.skip("the embedded broker is checked by the worker integration tests")
     client.post("/api/studies", json=EXAMPLE_STUDY)
-    queued = redis.Redis.from_url(settings.broker_url).llen("celery")
+    queued = redis.Redis.from_url(settings.broker_url).llen(DEFAULT_QUEUE)
     assert queued == 1, "one message per run should wait on the default queue"
 
 

@@ -26,3 +26,13 @@ def index() -> FileResponse:
 def study_page(study_id: StudyId) -> FileResponse:
     # The page loads the study itself and shows "not found" when it does not exist.
     return FileResponse(FRONTEND_DIR / "study.html")
+
+
+@router.get("/workers")
+def workers_page() -> FileResponse:
+    return FileResponse(FRONTEND_DIR / "workers.html")
+
+
+@router.get("/probe")
+def probe_page() -> FileResponse:
+    return FileResponse(FRONTEND_DIR / "probe.html")
