@@ -6,7 +6,7 @@ histogram and unrecognized share; the end prints the final histogram, the
 histogram among recognized samples, the wall time and the CPU time of the process.
 
     python benchmarks/preset_histograms.py vae [--preset quick] [--threads 2]
-        [--model '{"z_dim": 16}'] [--training '{"steps": 1000}'] [--grid final.png]
+        [--model '{"z_dim": 16}'] [--training '{"steps": 1000}'] [--grid samples.png]
 
 `--model` and `--training` take JSON objects of fields that replace the
 preset's, so a variant of a preset can be tried without editing it.
@@ -52,10 +52,11 @@ def describe_recognized(histogram: FeatureHistogram) -> str:
 
 
 class PrintingCallbacks:
-    """Prints each snapshot as it arrives and keeps the last one."""
+    """Prints each snapshot and writes its sample grid to `grid`, if given; keeps the last one."""
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, grid: Path | None) -> None:
         self.started = started
+        self.grid = grid
         self.last: SnapshotData | None = None
 
     def on_start(self, training_histograms: dict[str, FeatureHistogram], device: str) -> None:
@@ -70,6 +71,8 @@ class PrintingCallbacks:
         losses = "  ".join(f"{name} {value:.2f}" for name, value in snapshot.losses.items())
         print(f"step {snapshot.step:6d} {elapsed:6.0f} s  {losses}")
         print(f"    {describe(snapshot.histograms['count'])}")
+        if self.grid is not None:
+            self.grid.write_bytes(snapshot.grid_png)
 
     def should_stop(self, step: int) -> bool:
         return False
@@ -94,7 +97,11 @@ def main() -> None:
     )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads; torch's default when unset")
-    parser.add_argument("--grid", type=Path, help="write the final sample grid to this PNG file")
+    parser.add_argument(
+        "--grid",
+        type=Path,
+        help="PNG file that each snapshot's sample grid overwrites, so the last one stays",
+    )
     args = parser.parse_args()
 
     spec = preset_spec(args.kind, args.preset, json.loads(args.model), json.loads(args.training))
@@ -106,7 +113,7 @@ def main() -> None:
 
     started = time.perf_counter()
     cpu_started = time.process_time()
-    callbacks = PrintingCallbacks(started)
+    callbacks = PrintingCallbacks(started, args.grid)
     train(spec, callbacks, select_device(args.device))
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
@@ -119,7 +126,6 @@ def main() -> None:
     print(f"final counts of {final.total} samples: {describe(final)}")
     print(f"among the recognized: {describe_recognized(final)}")
     if args.grid is not None:
-        args.grid.write_bytes(callbacks.last.grid_png)
         print(f"final sample grid written to {args.grid}")
 
 

@@ -112,7 +112,7 @@ def test_generator_step_leaves_critic_trainable() -> None:
 
 
 def test_batch_smaller_than_critic_steps_rejected() -> None:
-    with pytest.raises(ValueError, match="batch_size 2 is smaller than model.critic_steps 3"):
+    with pytest.raises(ValueError, match="batch_size 2 is smaller than critic_steps 3"):
         make_gan(critic_steps=3, batch_size=2)
 
 
