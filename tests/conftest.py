@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 POSTGRES_SERVER_URL = os.environ.get(
     "BIASLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -29,7 +30,9 @@ def empty_postgres_database(prefix: str) -> Iterator[str]:
     """Create an empty database on the local PostgreSQL server, yield its URL, then drop it."""
     _require_services()
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
+    # No pool: a fault test may restart PostgreSQL while the database exists, and a
+    # pooled connection from before the restart would fail the DROP at the end.
+    admin = create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
