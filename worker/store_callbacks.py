@@ -131,7 +131,7 @@ class StoreCallbacks:
 
     def _write(self, write: Callable[[], None], what: str) -> None:
         # Each write is one transaction that skips rows already stored, so a retry
-        # after a commit whose answer was lost stores nothing twice.
+        # after a commit whose acknowledgement was lost stores nothing twice.
         with_retry(write, what, self._retry_seconds, self._log)
 
     def _write_grid(self, relative: Path, png: bytes) -> None:

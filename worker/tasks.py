@@ -81,7 +81,7 @@ class ProcessResources:
 
 @dataclass(frozen=True)
 class AttemptEnd:
-    """What the task does after an attempt: send the run again, and send waiting runs."""
+    """The follow-up to an attempt: whether to send the run again and the waiting runs."""
 
     requeue: bool = False
     # (run id, queue) of the owner's runs that waited for the slot this run freed.

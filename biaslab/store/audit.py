@@ -17,7 +17,7 @@ USER_NAME_MAX_LENGTH = 64
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """What one request asked for and how it ended; `user_id` None when no user was identified."""
+    """One state-changing request and its outcome; `user_id` is None when no user was identified."""
 
     user_id: int | None
     method: str

@@ -63,7 +63,7 @@ class Study(Base):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     # A private study is visible to its owner and to admins only.
     private: Mapped[bool] = mapped_column(default=False)
-    # Where an imported study came from (its bundle's manifest); None for a study made here.
+    # The origin of an imported study (its bundle's manifest); None for a study made here.
     imported_from: Mapped[dict[str, Any] | None]
 
     runs: Mapped[list[Run]] = relationship(

@@ -27,7 +27,7 @@ WORKER_FORGET_SECONDS = 24 * 3600.0
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """What a worker tells the store about itself when it registers."""
+    """The facts a worker reports to the store when it registers."""
 
     name: str
     host: str
