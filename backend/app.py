@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from backend.embedded_worker import WorkerSupervisor
 from backend.errors import install_error_handlers
+from backend.event_feed import EventFeeds
 from backend.queue import RunQueue
 from backend.routes import (
     analysis,
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool = Fals
         engine = make_engine(url)
         app.state.settings = settings
         app.state.sessions = make_sessionmaker(engine)
+        app.state.event_feeds = EventFeeds(app.state.sessions)
         if settings.auth == "required":
             with session_scope(app.state.sessions) as db:
                 if count_enabled_users(db) == 0:
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool = Fals
         try:
             yield
         finally:
+            await app.state.event_feeds.close()
             if supervisor is not None:
                 await supervisor.stop()
             app.state.queue.close()

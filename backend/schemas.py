@@ -14,7 +14,6 @@ from pydantic import (
     model_validator,
 )
 
-from biaslab.analysis.histogram import FeatureHistogram
 from biaslab.store.models import Run, RunStatus, Snapshot, Study
 
 
@@ -37,8 +36,9 @@ class HistogramPublic(BaseModel):
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> HistogramPublic:
-        histogram = FeatureHistogram.model_validate(stored)
-        return cls(**histogram.model_dump(), unrecognized_share=histogram.unrecognized_share)
+        total = stored.get("total") or 0
+        share = stored.get("unrecognized", 0) / total if total else 0.0
+        return cls.model_validate({**stored, "unrecognized_share": share})
 
 
 def histograms_public(stored: dict[str, Any] | None) -> dict[str, HistogramPublic] | None:

@@ -25,11 +25,16 @@ def lab(tmp_path) -> Iterator[tuple[str, Settings]]:
         yield base_url, Settings(data_dir=tmp_path)
 
 
-def read_events(response: httpx.Response, expected_count: int) -> list[dict]:
-    """Parse SSE messages from a streaming response until `expected_count` events have arrived."""
+def read_events(source: httpx.Response | Iterator[str], expected_count: int) -> list[dict]:
+    """Parse SSE messages until `expected_count` events have arrived.
+
+    `source` is a streaming response, or the iterator of its lines when one
+    stream is read more than once.
+    """
+    lines = source.iter_lines() if isinstance(source, httpx.Response) else source
     events: list[dict] = []
     current: dict = {}
-    for line in response.iter_lines():
+    for line in lines:
         if line == "":
             if "event" in current:
                 events.append(current)
@@ -119,3 +124,31 @@ def test_events_report_progress_of_running_run(lab):
     assert progress["event"] == "run"
     assert "id" not in progress, "progress messages carry no event id, so a reconnect skips them"
     assert json.loads(progress["data"])["step"] == 120
+
+
+def test_streams_on_one_study_share_events_in_order(lab):
+    """Streams opened at different positions each get every later event once, in id order."""
+    base_url, settings = lab
+    study = httpx.post(f"{base_url}/api/studies", json=EXAMPLE_STUDY).json()
+    run_id = study["run_ids"][0]
+    url = f"{base_url}/api/studies/{study['id']}/events"
+    timeout = httpx.Timeout(5, read=READ_TIMEOUT_SECONDS)
+    created = study["last_event_id"]
+
+    with httpx.stream("GET", f"{url}?after={created}", timeout=timeout) as response:
+        live = response.iter_lines()
+        add_snapshot(settings, run_id, 250, [2, 2])
+        (first,) = read_events(live, expected_count=1)
+        # This stream starts before the study's first event, so it reads the run
+        # event and the first snapshot from the database, then joins the live feed.
+        with httpx.stream("GET", url, timeout=timeout) as late:
+            add_snapshot(settings, run_id, 500, [4, 4])
+            (second,) = read_events(live, expected_count=1)
+            late_events = read_events(late, expected_count=3)
+
+    assert json.loads(first["data"])["snapshot"]["step"] == 250
+    assert json.loads(second["data"])["snapshot"]["step"] == 500
+    assert [event["event"] for event in late_events] == ["run", "snapshot", "snapshot"]
+    late_ids = [int(event["id"]) for event in late_events]
+    assert late_ids == sorted(set(late_ids)), f"events repeated or out of order: {late_ids}"
+    assert late_ids[1:] == [int(first["id"]), int(second["id"])]

@@ -45,11 +45,9 @@ def metrics_public(session: Session, run_id: int, upto_step: int | None = None) 
     """Gather a run's metrics into one series per loss term, aligned on steps."""
     by_step: dict[int, dict[str, float | None]] = {}
     names: set[str] = set()
-    for metric in list_metrics(session, run_id):
-        if upto_step is not None and metric.step > upto_step:
-            continue
-        by_step.setdefault(metric.step, {})[metric.name] = finite_or_none(metric.value)
-        names.add(metric.name)
+    for step, name, value in list_metrics(session, run_id, upto_step):
+        by_step.setdefault(step, {})[name] = finite_or_none(value)
+        names.add(name)
     steps = sorted(by_step)
     # The total loss first, then its terms, so colours read the same in every chart.
     ordered = sorted(names, key=lambda name: (name != "loss", name))

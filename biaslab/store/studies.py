@@ -99,10 +99,18 @@ def get_snapshot(session: Session, run_id: int, step: int | None) -> Snapshot | 
     return session.scalars(query).first()
 
 
-def list_metrics(session: Session, run_id: int) -> Sequence[Metric]:
-    return session.scalars(
-        select(Metric).where(Metric.run_id == run_id).order_by(Metric.step, Metric.name)
-    ).all()
+def list_metrics(
+    session: Session, run_id: int, upto_step: int | None = None
+) -> Sequence[tuple[int, str, float]]:
+    """Return a run's logged values as (step, name, value) rows, up to `upto_step` if given.
+
+    Plain rows, not ORM objects: a run logs hundreds of values, and the run
+    page reads them on every step it shows.
+    """
+    query = select(Metric.step, Metric.name, Metric.value).where(Metric.run_id == run_id)
+    if upto_step is not None:
+        query = query.where(Metric.step <= upto_step)
+    return session.execute(query.order_by(Metric.step, Metric.name)).tuples().all()
 
 
 def request_cancel(session: Session, run: Run) -> bool:
@@ -134,14 +142,17 @@ def request_cancel(session: Session, run: Run) -> bool:
 
 
 def events_after(
-    session: Session, study_id: int, after_id: int, limit: int = 200
+    session: Session,
+    study_id: int,
+    after_id: int,
+    limit: int = 200,
+    upto_id: int | None = None,
 ) -> Sequence[Event]:
-    return session.scalars(
-        select(Event)
-        .where(Event.study_id == study_id, Event.id > after_id)
-        .order_by(Event.id)
-        .limit(limit)
-    ).all()
+    """Return up to `limit` of the study's events after `after_id` (and up to `upto_id`)."""
+    query = select(Event).where(Event.study_id == study_id, Event.id > after_id)
+    if upto_id is not None:
+        query = query.where(Event.id <= upto_id)
+    return session.scalars(query.order_by(Event.id).limit(limit)).all()
 
 
 def last_event_id(session: Session, study_id: int) -> int:
