@@ -6,10 +6,10 @@ figures again. With 20 streams open on one study, that is 100 reads a second and
 20 renderings of every snapshot. A `StudyFeed` does the reading and rendering
 once per study and hands the same messages to each stream's queue.
 
-A stream that joins a feed first reads, from the database, the events between
-its own position and the feed's position at the moment it joined; everything
-after that comes from the feed. A stream that falls too far behind is closed,
-and the browser's reconnect with `Last-Event-ID` catches up from the database.
+A joining stream first reads from the database the events between its own
+position and the feed's position when it joined. Everything after that comes
+from the feed. A stream that falls too far behind is closed, and the browser's
+reconnect with `Last-Event-ID` catches up from the database.
 """
 
 from __future__ import annotations
@@ -87,10 +87,10 @@ def load_messages(
 def _load_progress(
     sessions: sessionmaker[Session], study_id: int, known_steps: dict[int, int]
 ) -> tuple[dict[int, Message], list[Message]]:
-    """Return a progress message of every running run, and those whose step moved.
+    """Return a progress message for each running run, and the messages of runs whose step moved.
 
     Heartbeats update a run's step every few seconds without recording events,
-    so progress is read from the runs themselves. `known_steps` is updated.
+    so progress is read from the runs themselves. Updates `known_steps` in place.
     """
     current: dict[int, Message] = {}
     moved = []
@@ -119,7 +119,7 @@ class Subscription:
 
 @dataclass
 class StudyFeed:
-    """Reads one study's new events and progress for all of its streams."""
+    """The reader of one study's new events and progress, shared by all of its streams."""
 
     sessions: sessionmaker[Session]
     study_id: int
@@ -148,7 +148,7 @@ class StudyFeed:
                     queue.put_nowait(message)
             except asyncio.QueueFull:
                 logger.warning(
-                    "study %s: an event stream fell %s messages behind; closing it",
+                    "study %s: an event stream fell %s messages behind, closing it",
                     self.study_id,
                     QUEUE_MESSAGES,
                 )
@@ -161,15 +161,15 @@ class StudyFeed:
         queue.put_nowait(CLOSED)
 
     async def run(self) -> None:
-        """Poll until no stream is left; on a database error close every stream."""
+        """Poll until no stream is left. A database error closes every stream."""
         since_progress = PROGRESS_SECONDS
         try:
             while self.queues:
                 messages, cursor = await run_in_threadpool(
                     load_messages, self.sessions, self.study_id, self.cursor
                 )
-                # The cursor moves in the same step as the messages go out, so a stream
-                # that joins sees either both or neither.
+                # The cursor moves in the same event-loop step as the messages go out,
+                # so a joining stream gets a position that matches what it receives.
                 self.cursor = cursor
                 self._publish(messages)
                 if messages:
@@ -183,7 +183,7 @@ class StudyFeed:
                 await asyncio.sleep(POLL_SECONDS)
                 since_progress += POLL_SECONDS
         except Exception:
-            logger.exception("study %s: reading events failed; closing its streams", self.study_id)
+            logger.exception("study %s: reading events failed, closing its streams", self.study_id)
             for queue in list(self.queues):
                 self._close(queue)
 

@@ -1,6 +1,6 @@
 """Plotly figures built server-side, so the browser only calls `Plotly.react`.
 
-The study page asks for these two figures on every step and every event, so
+The study page requests these two figures on every step and every event, so
 they are written as plain Plotly JSON. Building them through
 `plotly.graph_objects` validates every property and copies the template each
 time, which cost 14-18 ms per figure; the dicts here cost microseconds. The
@@ -44,8 +44,8 @@ def _template() -> dict[str, Any]:
 def _layout(title: str, **axes: Any) -> dict[str, Any]:
     """Return a figure layout with the shared template, legend and margins.
 
-    Every figure holds the same template dict, which nothing may edit: the
-    figures go straight to JSON.
+    Every figure contains the same template dict, so nothing may edit it. The
+    figures are only serialized to JSON.
     """
     return {
         "template": _template(),
