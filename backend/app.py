@@ -34,6 +34,7 @@ from backend.routes import (
     users,
     workers,
 )
+from backend.run_statics import RunStaticsCache
 from backend.security.audit import AuditMiddleware
 from backend.security.identity import authenticate
 from biaslab.auth import SignInThrottle, ThrottleLimits
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool = Fals
         app.state.settings = settings
         app.state.sessions = make_sessionmaker(engine)
         app.state.event_feeds = EventFeeds(app.state.sessions)
+        app.state.run_statics = RunStaticsCache()
         if settings.auth == "required":
             with session_scope(app.state.sessions) as db:
                 if count_enabled_users(db) == 0:

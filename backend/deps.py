@@ -9,13 +9,14 @@ from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
 from backend.queue import RunQueue
+from backend.run_statics import RunStaticsCache
 from backend.security.audit import note_target
-from backend.security.identity import CurrentUser
+from backend.security.identity import CurrentUser, Principal
 from backend.security.ownership import can_read, ensure_can_change
 from biaslab.settings import Settings
 from biaslab.store.db import session_scope
 from biaslab.store.models import Run, Study
-from biaslab.store.studies import get_study
+from biaslab.store.studies import get_study, get_study_summary
 
 
 def get_settings(request: Request) -> Settings:
@@ -43,15 +44,36 @@ SessionDep = Annotated[Session, Depends(get_session)]
 QueueDep = Annotated[RunQueue, Depends(get_queue)]
 
 
-def load_study(
-    study_id: StudyId, session: SessionDep, user: CurrentUser, request: Request
+def _readable(
+    study: Study | None, study_id: int, user: Principal | None, request: Request
 ) -> Study:
     # Someone else's private study is reported as missing, so its name does not leak.
-    study = get_study(session, study_id)
     if study is None or not can_read(study, user):
         raise HTTPException(status_code=404, detail=f"study {study_id} not found")
     note_target(request, study_id=study.id)
     return study
+
+
+def load_study(
+    study_id: StudyId, session: SessionDep, user: CurrentUser, request: Request
+) -> Study:
+    return _readable(get_study(session, study_id), study_id, user, request)
+
+
+def load_study_summary(
+    study_id: StudyId, session: SessionDep, user: CurrentUser, request: Request
+) -> Study:
+    """Load the study with its runs' designs and training histograms left unread."""
+    return _readable(get_study_summary(session, study_id), study_id, user, request)
+
+
+def get_run_statics(request: Request) -> RunStaticsCache:
+    cache: RunStaticsCache = request.app.state.run_statics
+    return cache
+
+
+RunStaticsDep = Annotated[RunStaticsCache, Depends(get_run_statics)]
+StudySummaryDep = Annotated[Study, Depends(load_study_summary)]
 
 
 def load_run(run_id: RunId, session: SessionDep, user: CurrentUser, request: Request) -> Run:

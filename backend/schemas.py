@@ -69,13 +69,29 @@ class RunPublic(BaseModel):
 
     @classmethod
     def from_row(cls, run: Run, latest_snapshot_step: int | None) -> RunPublic:
+        return cls.from_parts(
+            run,
+            latest_snapshot_step,
+            steps=run.spec["training"]["steps"],
+            training_histograms=histograms_public(run.training_histograms),
+        )
+
+    @classmethod
+    def from_parts(
+        cls,
+        run: Run,
+        latest_snapshot_step: int | None,
+        steps: int,
+        training_histograms: dict[str, HistogramPublic] | None,
+    ) -> RunPublic:
+        """Build the view of a run row whose design and training histograms were read apart."""
         return cls(
             id=run.id,
             study_id=run.study_id,
             index=run.index,
             status=run.status,
             step=run.step,
-            steps=run.spec["training"]["steps"],
+            steps=steps,
             progress=run.progress,
             error=run.error,
             cancel_requested=run.cancel_requested,
@@ -84,7 +100,7 @@ class RunPublic(BaseModel):
             finished_at=run.finished_at,
             device=run.device,
             worker_host=run.worker_host,
-            training_histograms=histograms_public(run.training_histograms),
+            training_histograms=training_histograms,
             latest_snapshot_step=latest_snapshot_step,
             waiting_reason=run.waiting_reason if run.status is RunStatus.queued else None,
         )
@@ -108,12 +124,20 @@ class StudyPublic(BaseModel):
     def from_row(
         cls, study: Study, latest_steps: dict[int, int], last_event_id: int | None = None
     ) -> StudyPublic:
+        runs = [RunPublic.from_row(run, latest_steps.get(run.id)) for run in study.runs]
+        return cls.from_parts(study, runs, last_event_id)
+
+    @classmethod
+    def from_parts(
+        cls, study: Study, runs: list[RunPublic], last_event_id: int | None = None
+    ) -> StudyPublic:
+        """Build the view of a study row from the views of its runs."""
         return cls(
             id=study.id,
             name=study.name,
             created_at=study.created_at,
             design=study.design,
-            runs=[RunPublic.from_row(run, latest_steps.get(run.id)) for run in study.runs],
+            runs=runs,
             last_event_id=last_event_id,
             owner=study.owner.name if study.owner else None,
             private=study.private,

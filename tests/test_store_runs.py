@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.run_statics import RunStaticsCache
 from biaslab.analysis.histogram import count_histogram
 from biaslab.design import StudyCreate
 from biaslab.store.db import make_engine, make_sessionmaker, session_scope
@@ -501,3 +502,47 @@ def test_check_current_rejects_empty_database(tmp_path: Path):
     assert "is at revision none" in message
     assert f"expected {head_revision()}" in message
     assert "biaslab db upgrade" in message
+
+
+# The API's cache of each run's design and training histograms.
+
+
+def statics_of(cache: RunStaticsCache, sessions: sessionmaker[Session], run_id: int):
+    with session_scope(sessions) as session:
+        return cache.get(session, [run_id])[run_id]
+
+
+def test_statics_follow_training_histograms(sessions):
+    cache = RunStaticsCache()
+    run_id = new_run(sessions)
+
+    before = statics_of(cache, sessions, run_id)
+    assert before.steps == TINY_STUDY["training"]["steps"]
+    assert before.training_histograms is None, "a new run has no training histograms"
+
+    with session_scope(sessions) as session:
+        save_training_histograms(session, run_id, {"count": count_histogram([2, 2, 4])})
+    stored = statics_of(cache, sessions, run_id).training_histograms
+    assert stored is not None, "histograms stored after the first read must show"
+    assert stored["count"].total == 3
+
+    # Claiming the run again clears its histograms until the worker stores them anew.
+    claim(sessions, run_id, "worker-b")
+    cleared = statics_of(cache, sessions, run_id)
+    assert cleared.training_histograms is None, "cleared histograms must not come from the cache"
+
+
+def test_statics_cache_keeps_newest_runs(sessions):
+    cache = RunStaticsCache(max_runs=1)
+    first, second = new_run(sessions), new_run(sessions)
+    with session_scope(sessions) as session:
+        both = cache.get(session, [first, second])
+    assert set(both) == {first, second}, "every asked run is returned even past the limit"
+    assert len(cache._entries) == 1
+    assert second in cache._entries, "the least recently read run goes first"
+
+
+def test_statics_skip_deleted_runs(sessions):
+    cache = RunStaticsCache()
+    with session_scope(sessions) as session:
+        assert cache.get(session, [999_999]) == {}

@@ -6,8 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from backend.deps import MAX_INTEGER, OwnedStudyDep, QueueDep, SessionDep, SettingsDep, StudyDep
-from backend.schemas import StudiesPublic, StudyCreated, StudyPublic, StudyUpdate
+from backend.deps import (
+    MAX_INTEGER,
+    OwnedStudyDep,
+    QueueDep,
+    RunStaticsDep,
+    SessionDep,
+    SettingsDep,
+    StudySummaryDep,
+)
+from backend.schemas import RunPublic, StudiesPublic, StudyCreated, StudyPublic, StudyUpdate
 from backend.security.audit import note_target
 from backend.security.identity import CurrentUser
 from biaslab.artifacts import delete_run_artifacts
@@ -54,9 +62,19 @@ def list_all(
 
 
 @router.get("/{study_id}")
-def read(study: StudyDep, session: SessionDep) -> StudyPublic:
-    latest = latest_snapshot_steps(session, [run.id for run in study.runs])
-    return StudyPublic.from_row(study, latest, last_event_id(session, study.id))
+def read(study: StudySummaryDep, session: SessionDep, statics: RunStaticsDep) -> StudyPublic:
+    """Return the study and the state of each of its runs."""
+    run_ids = [run.id for run in study.runs]
+    latest = latest_snapshot_steps(session, run_ids)
+    parts = statics.get(session, run_ids)
+    runs = [
+        RunPublic.from_parts(
+            run, latest.get(run.id), parts[run.id].steps, parts[run.id].training_histograms
+        )
+        for run in study.runs
+        if run.id in parts
+    ]
+    return StudyPublic.from_parts(study, runs, last_event_id(session, study.id))
 
 
 @router.patch("/{study_id}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, true, update
 from sqlalchemy.orm import Session, selectinload
@@ -57,6 +58,39 @@ def get_study(session: Session, study_id: int) -> Study | None:
     return session.scalars(
         select(Study).options(selectinload(Study.runs)).where(Study.id == study_id)
     ).one_or_none()
+
+
+def get_study_summary(session: Session, study_id: int) -> Study | None:
+    """Return the study with its runs, leaving the runs' designs and training histograms unread.
+
+    Read those two columns with `run_statics_rows` when they are needed.
+    """
+    return session.scalars(
+        select(Study)
+        .options(selectinload(Study.runs).defer(Run.spec).defer(Run.training_histograms))
+        .where(Study.id == study_id)
+    ).one_or_none()
+
+
+def runs_with_training_histograms(session: Session, run_ids: Sequence[int]) -> set[int]:
+    """Return the ids among `run_ids` of the runs whose training histograms are stored."""
+    if not run_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Run.id).where(Run.id.in_(run_ids), Run.training_histograms.is_not(None))
+        )
+    )
+
+
+def run_statics_rows(
+    session: Session, run_ids: Sequence[int]
+) -> Sequence[tuple[int, dict[str, Any], dict[str, Any] | None]]:
+    """Return (id, design, training histograms) of each run in `run_ids`."""
+    if not run_ids:
+        return []
+    query = select(Run.id, Run.spec, Run.training_histograms).where(Run.id.in_(run_ids))
+    return session.execute(query).tuples().all()
 
 
 def delete_study(session: Session, study: Study) -> None:
