@@ -24,8 +24,9 @@ GENERATED_COLOUR = "#dd8452"
 UNRECOGNIZED_LABEL = "unrecognized"
 # Features with more bins than this (dot counts have 32) show only the bins up to
 # the last one in use, and at least MIN_TRIMMED_AXIS of them, so that early sparse
-# histograms keep a scale. Features with fewer bins always show all of them.
-MAX_UNTRIMMED_BINS = 16
+# histograms keep a scale. Features with fewer bins, such as the pie's red share
+# with 17, always show all of them.
+MAX_UNTRIMMED_BINS = 17
 MIN_TRIMMED_AXIS = 8
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from backend.schemas import HistogramPublic, histograms_public
 from biaslab.store.studies import run_statics_rows, runs_with_training_histograms
 
-# About 5 KB per run with two features, so 20 MB when full.
+# An estimate: about 5 KB per run with two features, so about 20 MB when full.
 MAX_RUNS = 4096
 
 

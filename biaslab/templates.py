@@ -252,9 +252,8 @@ TEMPLATES: dict[str, Template] = {
                 "Pies with red shares 0.3 and 0.4 draw generated shares between the two "
                 "(prototype enhancement); shares 0.3 and 0.9 stay two separate modes."
             ),
-            # NOTE: the pie features' bins are steps of 0.1 in red share, so no bin lies
-            # between 0.3 and 0.4 and the prototype-enhancement index of that pair is null.
-            # The observed histogram against the additive prediction still shows the merge.
+            # The red share's bins are steps of 0.05, so the index of 0.3 with 0.4 counts
+            # the samples in the bin of 0.35.
             presets=_plans(quick_kinds=("vae",), quick_seeds=(0, 1)),
             base_dataset=_red_pie,
             dataset_axis=DatasetAxis(

@@ -130,9 +130,17 @@ function showModes(studyId, entries, figures) {
       add("Most likely value", `${entry.most_likely}${entry.most_likely_between ? " (between the trained values)" : ""}`);
     }
     if (entry.missing_controls?.length) {
+      const modes = entry.missing_controls.map((mode) => JSON.stringify(mode)).join(" or ");
+      const reason = entry.left_out?.length
+        ? "has recognized samples on this feature's current bins"
+        : "has recognized samples";
+      add("Missing controls", `no run trained on ${modes} alone ${reason}, so there is no prediction`);
+    }
+    if (entry.left_out?.length) {
       add(
-        "Missing controls",
-        `no run trained on ${entry.missing_controls.map((mode) => JSON.stringify(mode)).join(" or ")} alone has recognized samples, so there is no prediction`,
+        "Runs left out",
+        `runs ${entry.left_out.map((index) => index + 1).join(", ")}: their histograms were stored on other bins by an earlier version`,
+        "analysis-left-out",
       );
     }
     item.append(facts);

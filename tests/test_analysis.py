@@ -29,8 +29,11 @@ from biaslab.analysis.results import RunResult
 from biaslab.analysis.study import analyze_study
 from biaslab.design import RunSpec, StudyCreate, expand_runs
 from biaslab.design.combinations import CombinationsDataset
+from biaslab.design.pie import PieDataset
+from biaslab.families import Feature
 from biaslab.families.combinations import cell_feature
 from biaslab.families.dots import COUNT_FEATURE
+from biaslab.families.pie import PieFamily
 from tests.examples import EXAMPLE_STUDY
 
 COUNTS = np.arange(1, 33, dtype=np.float64)
@@ -141,6 +144,15 @@ def test_additive_prediction_rejects_weight_mismatch():
 def test_between_bins(trained, between):
     mask = between_bins(COUNTS, trained)
     assert COUNTS[mask].tolist() == between
+
+
+@pytest.mark.parametrize(
+    ("trained", "between"),
+    [([3, 4], [3.5]), ([3, 5], [3.5, 4, 4.5]), ([3, 3.5], []), ([8.5, 9], [])],
+)
+def test_between_bins_of_half_values(trained, between):
+    centres = np.arange(1, 9.25, 0.5)
+    assert centres[between_bins(centres, trained)].tolist() == between
 
 
 def test_enhancement_index():
@@ -400,3 +412,114 @@ def test_study_shapes_share_of_held_out():
     assert len(shapes) == 1
     assert shapes[0]["held_out_generated"]["value"] == 0.5
     assert shapes[0]["held_out_sample_share"]["value"] == pytest.approx(0.005)
+
+
+# Pie runs with red-share histograms on the bins of an older version
+
+
+# Red-share bins before the red share had a bin per half value: one per value 1..9.
+OLD_RED_SHARE = Feature(
+    name="red_share",
+    title="Red share",
+    centres=tuple(float(value) for value in range(1, 10)),
+    labels=tuple(str(value) for value in range(1, 10)),
+)
+NEW_RED_SHARE = PieFamily().features(PieDataset())[3]
+
+
+def pie_run(
+    index: int, reds: list[int], seed: int, generated: np.ndarray, feature: Feature
+) -> RunResult:
+    """A pie run on red values `reds`, its histograms stored as JSON on `feature`'s bins."""
+    spec = RunSpec.model_validate(
+        {
+            "dataset": {"family": "pie", "values": [[5, 5, 5, red] for red in reds]},
+            "model": {"kind": "vae"},
+            "training": {"seed": seed},
+        }
+    )
+    training = feature.histogram(np.repeat(np.asarray(reds, dtype=np.float64), 100))
+    return RunResult.from_json(
+        index,
+        spec.model_dump(mode="json"),
+        labels={"dataset": " and ".join(map(str, reds)), "seed": str(seed)},
+        training={"red_share": training.model_dump()},
+        generated={"red_share": feature.histogram(generated).model_dump()},
+        step=100,
+    )
+
+
+def red_share_study(bins_of: dict[int, Feature]) -> list[RunResult]:
+    """Mixtures on red 3 with 4 and 3 with 9, and the controls of each, over two seeds.
+
+    The mixtures generate 3.4 in a tenth of their samples; `bins_of` gives the bins of
+    the runs stored by an older version (index -> feature), the others have today's.
+    """
+    conditions = [[3, 4], [3, 9], [3], [4], [9]]
+    runs = []
+    for reds in conditions:
+        for seed in range(2):
+            values = np.repeat(np.asarray(reds, dtype=np.float64), 90 // len(reds))
+            if len(reds) > 1:
+                values = np.concatenate([values, np.full(10, 3.4)])
+            feature = bins_of.get(len(runs), NEW_RED_SHARE)
+            runs.append(pie_run(len(runs), reds, seed, values, feature))
+    return runs
+
+
+def test_study_modes_of_old_red_share_bins():
+    runs = red_share_study(dict.fromkeys(range(10), OLD_RED_SHARE))
+    analysis = analyze_study(runs)
+    json.dumps(analysis, allow_nan=False)
+    modes = {tuple(entry["trained"]): entry for entry in analysis["modes"]}
+    close = modes[(3.0, 4.0)]
+    assert close["bins"] == [str(value) for value in range(1, 10)]
+    assert close["between"] == []
+    assert close["left_out"] == []
+    assert len(close["observed"]) == 9
+    assert close["enhancement_ratio"] is None
+    # 3.4 lies in the old bin of 3.
+    assert close["observed"][2]["value"] == pytest.approx(55 / 100)
+    far = modes[(3.0, 9.0)]
+    assert far["between"] == ["4", "5", "6", "7", "8"]
+    assert far["observed_between"]["value"] == 0
+    assert analysis["runs"][0]["features"]["red_share"]["total_variation"] >= 0
+
+
+def test_study_modes_of_new_red_share_bins():
+    modes = {
+        tuple(entry["trained"]): entry for entry in analyze_study(red_share_study({}))["modes"]
+    }
+    close = modes[(3.0, 4.0)]
+    assert close["between"] == ["3.5"]
+    assert close["observed_between"]["value"] == pytest.approx(0.1)
+    assert close["predicted_between"]["value"] == 0
+    assert close["enhancement_ratio"]["value"] is None, "0.1 / 0 is undefined"
+    assert close["enhancement_difference"]["value"] == pytest.approx(0.1)
+
+
+def test_study_modes_leave_out_runs_on_other_bins():
+    # Run 1 (a 3-with-4 mixture) and run 7 (a control on 4) were stored with the old bins.
+    runs = red_share_study({1: OLD_RED_SHARE, 7: OLD_RED_SHARE})
+    modes = {tuple(entry["trained"]): entry for entry in analyze_study(runs)["modes"]}
+    close = modes[(3.0, 4.0)]
+    assert close["left_out"] == [1, 7]
+    assert close["runs"] == [0, 1]
+    assert close["controls"] == [
+        {"mode": [5, 5, 5, 3], "runs": [4, 5]},
+        {"mode": [5, 5, 5, 4], "runs": [6]},
+    ]
+    assert close["between"] == ["3.5"]
+    assert len(close["observed"]) == 17
+    assert close["observed"][0]["seeds"] == 1
+    assert close["prediction"][6]["seeds"] == 1
+
+
+def test_study_modes_with_every_control_on_other_bins():
+    runs = red_share_study({6: OLD_RED_SHARE, 7: OLD_RED_SHARE})
+    modes = {tuple(entry["trained"]): entry for entry in analyze_study(runs)["modes"]}
+    close = modes[(3.0, 4.0)]
+    assert close["left_out"] == [6, 7]
+    assert close["missing_controls"] == [[5, 5, 5, 4]]
+    assert close["prediction"] is None
+    assert close["enhancement_ratio"] is None

@@ -11,10 +11,12 @@ from biaslab.design.combinations import CombinationsDataset
 from biaslab.design.pie import PieDataset
 from biaslab.families import FAMILIES, Feature, family_for
 from biaslab.families.dots import COUNT_FEATURE, DotsFamily
+from biaslab.families.pie import PieFamily
 from biaslab.families.training_set import TrainingSet
 from biaslab.probes.samples import InvalidSamples
 
 DOTS = DotsDataset(counts=[1, 3], image_size=32)
+PIE_FEATURES = {feature.name: feature for feature in PieFamily().features(PieDataset())}
 SIZES = Feature(name="size", title="Size", centres=(1.0, 3.0, 5.0), labels=("1", "3", "5"))
 SHAPES = Feature(
     name="shape",
@@ -216,3 +218,34 @@ def test_fixed_pie_set_reference_is_its_own():
     reference = data.reference_features(100)
     np.testing.assert_array_equal(reference["size"][:64], data.fixed.features["size"])
     assert set(np.unique(reference["size"])) == {1.0, 9.0}
+
+
+# The pie family's bins
+
+
+def test_pie_red_share_has_half_value_bins():
+    red = PIE_FEATURES["red_share"]
+    assert red.centres == tuple(1 + step / 2 for step in range(17))
+    assert red.labels[:6] == ("1", "1.5", "2", "2.5", "3", "3.5")
+    assert red.labels[-1] == "9"
+    # 3.25 and 3.75 are the edges of the bin 3.5, so 0.3 and 0.4 keep bins of their own.
+    values = np.array([3.0, 3.24, 3.26, 3.5, 3.74, 3.76, 4.0, 0.2, 12.0, np.nan])
+    labels = [red.labels[index] if index >= 0 else None for index in red.bin_indices(values)]
+    assert labels == ["3", "3", "3.5", "3.5", "3.5", "4", "4", "1", "9", None]
+
+
+def test_pie_red_share_histogram_edges():
+    histogram = PIE_FEATURES["red_share"].histogram(np.array([3.0, 3.5, 4.0, 4.0]))
+    assert len(histogram.counts) == 17
+    assert histogram.edges[4:8] == [2.75, 3.25, 3.75, 4.25]
+    assert histogram.counts[4:7] == [1, 1, 2]
+    assert histogram.labels[5] == "3.5"
+
+
+def test_pie_other_features_keep_value_bins():
+    for name in ("size", "x", "y", "colours"):
+        feature = PIE_FEATURES[name]
+        assert all(centre.is_integer() for centre in feature.centres), name
+        assert feature.labels[0] == "1", name
+    assert len(PIE_FEATURES["size"].centres) == 9
+    assert len(PIE_FEATURES["colours"].centres) == 4

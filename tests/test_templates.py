@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
+import numpy as np
 import pytest
 
+from biaslab.analysis.results import RunResult
+from biaslab.analysis.study import analyze_study
 from biaslab.design import StudyCreate, expand_runs, run_count
+from biaslab.families import family_for
 from biaslab.presets import get_preset
 from biaslab.templates import TEMPLATE_PRESETS, TEMPLATES, get_template
 
@@ -81,6 +86,83 @@ def test_red_share_template_pairs_and_controls():
     runs = expand_runs(get_template("red-share").study("quick"))
     red_values = {tuple(entry[3] for entry in run.spec.dataset.values) for run in runs}
     assert red_values == {(3, 4), (3, 9), (3,), (4,), (9,)}
+
+
+def red_share_results(generate: Callable[[list[int]], np.ndarray]) -> list[RunResult]:
+    """Return the quick red-share study's runs, generating the red values `generate` returns.
+
+    `generate` takes a run's trained red values and returns its generated values on the
+    1-9 scale. Training histograms hold 500 images per trained value.
+    """
+    results = []
+    for index, run in enumerate(expand_runs(get_template("red-share").study("quick"))):
+        design = run.spec.dataset
+        red = {feature.name: feature for feature in family_for(design).features(design)}[
+            "red_share"
+        ]
+        trained = [entry[3] for entry in design.values]
+        results.append(
+            RunResult(
+                index=index,
+                spec=run.spec,
+                labels=run.labels,
+                training={"red_share": red.histogram(np.repeat(np.asarray(trained, float), 500))},
+                generated={"red_share": red.histogram(generate(trained))},
+                step=100,
+            )
+        )
+    return results
+
+
+def copies_with_spill(trained: list[int]) -> np.ndarray:
+    """Return what a model that copies its training set shows through a probe that reads
+    2% of images 0.4 low (one half bin), for 1,000 images per trained value."""
+    return np.concatenate([np.repeat([value, value - 0.4], [980, 20]) for value in trained])
+
+
+def modes_by_trained(results: list[RunResult]) -> dict[tuple[float, ...], dict]:
+    entries = analyze_study(results)["modes"]
+    assert {entry["feature"] for entry in entries} == {"red_share"}
+    return {tuple(entry["trained"]): entry for entry in entries}
+
+
+def test_red_share_index_above_one():
+    def generate(trained: list[int]) -> np.ndarray:
+        if trained == [3, 4]:
+            return np.repeat([3.0, 3.5, 4.0], [300, 400, 300])
+        return copies_with_spill(trained)
+
+    close = modes_by_trained(red_share_results(generate))[(3.0, 4.0)]
+    assert close["between"] == ["3.5"]
+    assert close["missing_controls"] == []
+    assert close["left_out"] == []
+    assert close["most_likely"] == "3.5"
+    assert close["most_likely_between"] is True
+    assert close["observed_between"]["value"] == pytest.approx(0.4)
+    # Half of the 0.4 controls' 2% read 0.4 low lands in 3.5: 1% predicted.
+    assert close["predicted_between"]["value"] == pytest.approx(0.01)
+    assert close["enhancement_ratio"]["value"] == pytest.approx(40)
+    assert close["enhancement_ratio"]["value"] > 1
+
+
+def test_red_share_copies_not_enhanced():
+    modes = modes_by_trained(red_share_results(copies_with_spill))
+    assert sorted(modes) == [(3.0, 4.0), (3.0, 9.0)]
+    assert modes[(3.0, 9.0)]["between"] == [f"{step / 2:g}" for step in range(7, 18)]
+    for trained, entry in modes.items():
+        assert entry["enhancement_ratio"]["value"] == pytest.approx(1), trained
+        assert entry["enhancement_difference"]["value"] == pytest.approx(0, abs=1e-12), trained
+
+
+def test_red_share_exact_copies_undefined():
+    # Generated equals training: no sample between, so the ratio is undefined (0 / 0).
+    modes = modes_by_trained(
+        red_share_results(lambda trained: np.repeat(np.asarray(trained, float), 500))
+    )
+    for trained, entry in modes.items():
+        assert entry["observed_between"]["value"] == 0, trained
+        assert entry["enhancement_difference"]["value"] == 0, trained
+        assert entry["enhancement_ratio"]["value"] is None, trained
 
 
 def test_combinations_template_sizes():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -146,21 +147,32 @@ def heatmaps(run: RunDep, session: SessionDep, step: StepQuery = None) -> RunHea
     training = run.training_histograms or {}
     features = []
     for feature in run_features(run).features:
-        generated = [
+        with_feature = [snapshot for snapshot in snapshots if feature.name in snapshot.histograms]
+        histograms = [
             FeatureHistogram.model_validate(snapshot.histograms[feature.name])
-            for snapshot in snapshots
-            if feature.name in snapshot.histograms
+            for snapshot in with_feature
         ]
         stored_training = training.get(feature.name)
+        training_histogram = (
+            FeatureHistogram.model_validate(stored_training) if stored_training else None
+        )
+        # A run resumed by a newer version can have snapshots on a feature's older
+        # bins; the heatmap keeps those on the newest snapshot's bins.
+        kept = list(zip([snapshot.step for snapshot in with_feature], histograms, strict=True))
+        if histograms:
+            bins = len(histograms[-1].counts)
+            kept = [(step, histogram) for step, histogram in kept if len(histogram.counts) == bins]
+            if training_histogram is not None and len(training_histogram.counts) != bins:
+                training_histogram = None
         features.append(
             HeatmapPublic(
                 name=feature.name,
                 title=feature.title,
                 figure=heatmap_figure(
                     feature.title,
-                    [s.step for s in snapshots if feature.name in s.histograms],
-                    generated,
-                    FeatureHistogram.model_validate(stored_training) if stored_training else None,
+                    [step for step, _ in kept],
+                    [histogram for _, histogram in kept],
+                    training_histogram,
                     marked,
                 ),
             )
@@ -201,8 +213,21 @@ def _group_label(run: RunResult, group_by: str) -> str:
 def overlay_public(
     feature: Feature, runs: Sequence[RunResult], group_by: str, step: int | None
 ) -> OverlayPublic:
-    """Overlay the feature's histograms of `runs`, one series per value of `group_by`."""
+    """Overlay the feature's histograms of `runs`, one series per value of `group_by`.
+
+    Runs are drawn on the bins that most of their stored histograms have, the
+    feature's bins on a tie, so a study stored by an older version of a feature
+    keeps its figure. Runs on other bins are listed in `left_out`.
+    """
+    stored = Counter(
+        len(histogram.counts)
+        for run in runs
+        for histogram in (run.training.get(feature.name), run.generated.get(feature.name))
+        if histogram is not None
+    )
     bins = len(feature.centres)
+    if stored and stored[bins] < max(stored.values()):
+        bins = stored.most_common(1)[0][0]
     groups: dict[str, OverlayGroup] = {}
     left_out: list[int] = []
     for run in runs:

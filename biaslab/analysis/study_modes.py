@@ -6,6 +6,13 @@ mixture's modes alone. Modes are the counts of a dots design and the entries of
 a pie design's `values`. A pie mixture is analysed on each feature whose trained
 values differ between its entries, such as the red share for 0.3 with 0.4. A
 feature that some entry draws per image (value 0) is left out.
+
+Runs compare only on the same bins. A feature's bins can change between
+versions (the red share had one bin per value before it had one per half
+value), so a study can hold runs whose stored histograms have other bins than
+the feature has now. Each entry uses the bins of the feature when a run of the
+condition has them, else those of the condition's first run, and lists the runs
+whose histograms have other bins under `left_out`.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from biaslab.analysis.results import (
 )
 from biaslab.design import DotsDataset
 from biaslab.design.pie import RANDOM_VALUE, PieDataset
+from biaslab.families.base import Feature
 
 # The pie features in the order of a `values` entry (size, x, y, red).
 PIE_FEATURES = ("size", "x", "y", "red_share")
@@ -112,19 +120,32 @@ def _controls(mixture: RunResult, modes: Modes, runs: Sequence[RunResult]) -> li
 def _compare(
     group: list[RunResult],
     modes: Modes,
-    controls: list[list[RunResult]],
+    all_controls: list[list[RunResult]],
     feature: str,
     trained: list[float],
 ) -> dict[str, Any]:
-    histogram = group[0].generated[feature]
-    centres = bin_centres(group[0].features().get(feature), histogram)
+    known = group[0].features().get(feature)
+    histogram = _reference_histogram([run.generated[feature] for run in group], known)
+    centres = bin_centres(known, histogram)
     mask = between_bins(centres, trained)
     bins = len(histogram.counts)
-    observed = _rows([run.generated[feature] for run in group])
-    usable = [
-        _rows([run.generated[feature] for run in entry_runs if feature in run.generated])
-        for entry_runs in controls
+
+    # Runs whose histograms have other bins (stored by an older version) are left out.
+    mixture = [run for run in group if _same_bins(run.generated[feature], histogram)]
+    with_feature = [[run for run in runs if feature in run.generated] for runs in all_controls]
+    controls = [
+        [run for run in runs if _same_bins(run.generated[feature], histogram)]
+        for runs in with_feature
     ]
+    kept = {run.index for run in [*mixture, *(run for runs in controls for run in runs)]}
+    left_out = sorted(
+        run.index
+        for run in [*group, *(run for runs in with_feature for run in runs)]
+        if run.index not in kept
+    )
+
+    observed = _rows([run.generated[feature] for run in mixture])
+    usable = [_rows([run.generated[feature] for run in entry_runs]) for entry_runs in controls]
     missing = [
         _entry_json(entry)
         for entry, rows in zip(modes.entries, usable, strict=True)
@@ -142,6 +163,7 @@ def _compare(
             for mode, entry_runs in zip(modes.entries, controls, strict=True)
         ],
         "missing_controls": missing,
+        "left_out": left_out,
         "between": [
             label
             for label, inside in zip(_bin_labels(histogram, centres), mask, strict=True)
@@ -211,6 +233,23 @@ def _compare(
         "most_likely": labels[most_likely],
         "most_likely_between": bool(mask[most_likely]),
     }
+
+
+def _reference_histogram(
+    histograms: Sequence[FeatureHistogram], feature: Feature | None
+) -> FeatureHistogram:
+    """Return the first histogram on the feature's bins, else the first one."""
+    if feature is not None:
+        for histogram in histograms:
+            if len(histogram.counts) == len(feature.centres):
+                return histogram
+    return histograms[0]
+
+
+def _same_bins(histogram: FeatureHistogram, reference: FeatureHistogram) -> bool:
+    return len(histogram.edges) == len(reference.edges) and bool(
+        np.allclose(histogram.edges, reference.edges)
+    )
 
 
 def _rows(histograms: Sequence[FeatureHistogram]) -> np.ndarray:
