@@ -60,7 +60,15 @@ def _settings(data_dir: Path | None) -> Settings:
                 f"error: {variable}={problem['input']!r} is invalid: {problem['msg']}", err=True
             )
         raise typer.Exit(2) from None
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        typer.echo(
+            f"error: cannot create the data folder {str(settings.data_dir)!r}: "
+            f"{error.strerror}; pass --data-dir with a folder you can write to",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     return settings
 
 

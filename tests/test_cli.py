@@ -93,6 +93,16 @@ def test_invalid_setting_is_one_line(tmp_path):
     )
 
 
+def test_unwritable_data_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    data_dir = blocker / "data"
+    result = run_cli("db", "upgrade", "--data-dir", str(data_dir), env={})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: cannot create the data folder '{data_dir}': ")
+    assert "Traceback" not in result.stderr
+
+
 def test_unreachable_database_is_one_line(tmp_path):
     url = "postgresql+psycopg://nobody@127.0.0.1:1/none"
     result = run_cli("db", "upgrade", env={"BIASLAB_DATABASE_URL": url})
