@@ -67,6 +67,17 @@ def test_schedule_destroys_signal(kind: str) -> None:
     assert alpha_bar[-1].item() < 1e-4
 
 
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+@pytest.mark.parametrize("steps", [10, 20, 21])
+def test_short_schedule_keeps_signal_finite(kind: str, steps: int) -> None:
+    # Rescaled to 20 steps or fewer, the linear schedule's last betas would reach 1.
+    betas = noise_schedule(kind, steps)
+    alpha_bar = torch.cumprod(1 - betas, dim=0)
+
+    assert (betas < 1).all(), f"{kind} at {steps} steps: betas {betas.tolist()}"
+    assert (alpha_bar > 0).all(), f"{kind} at {steps} steps: alpha-bar reaches 0"
+
+
 def test_linear_schedule_is_the_papers_at_1000_steps() -> None:
     betas = noise_schedule("linear", 1000)
 

@@ -33,6 +33,8 @@ from biaslab.models.unet import MlpDenoiser, UNet
 LINEAR_BETA_START = 1e-4
 LINEAR_BETA_END = 0.02
 # The cosine schedule's offset s and its cap on beta (Nichol and Dhariwal, section 3.2).
+# The linear schedule takes the same cap, because rescaled to 20 steps or fewer its
+# last betas reach 1 or more, and a beta of 1 or more makes alpha-bar 0 or negative.
 COSINE_OFFSET = 0.008
 MAX_BETA = 0.999
 
@@ -41,9 +43,10 @@ def noise_schedule(kind: str, steps: int) -> torch.Tensor:
     """Return the (steps,) betas of the linear or cosine schedule, in float64."""
     if kind == "linear":
         scale = 1000.0 / steps
-        return torch.linspace(
+        betas = torch.linspace(
             scale * LINEAR_BETA_START, scale * LINEAR_BETA_END, steps, dtype=torch.float64
         )
+        return betas.clamp(max=MAX_BETA)
     if kind == "cosine":
         t = torch.arange(steps + 1, dtype=torch.float64) / steps
         alpha_bar = torch.cos((t + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
