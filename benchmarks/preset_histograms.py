@@ -3,7 +3,8 @@
 The dataset is the example study's: counts {2, 4} with equal weights, pixel
 noise 0.03, dot radius 0.08 of the width. Every snapshot prints its count
 histogram and unrecognized share; the end prints the final histogram, the
-histogram among recognized samples, the wall time and the CPU time of the process.
+histogram among recognized samples, the wall time and the CPU time of the process,
+and the load average at the end.
 
     python benchmarks/preset_histograms.py vae [--preset quick] [--threads 2]
         [--model '{"z_dim": 16}'] [--training '{"steps": 1000}'] [--grid samples.png]
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -123,6 +125,8 @@ def main() -> None:
     final = callbacks.last.histograms["count"]
     # On a busy machine the wall time exceeds the CPU time by the waits for a core.
     print(f"wall time {wall:.0f} s, CPU time {cpu:.0f} s for {spec.training.steps} steps")
+    # Other processes on the same cores slow a run down, so the load average goes with the times.
+    print("load average (1, 5, 15 min): " + ", ".join(f"{load:.2f}" for load in os.getloadavg()))
     print(f"final counts of {final.total} samples: {describe(final)}")
     print(f"among the recognized: {describe_recognized(final)}")
     if args.grid is not None:

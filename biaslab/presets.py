@@ -57,10 +57,15 @@ PRESETS: dict[str, dict[PresetName, Preset]] = {
             description=(
                 "Conv VAE, z 32, beta 2, 6,000 steps of batch 64 with Adam 1e-3 and cosine decay."
             ),
-            # Trained on dots {2, 4} by benchmarks/preset_histograms.py, this preset left
-            # 48% of 1,000 samples unrecognized. Beta 1 with constant Adam 1e-3 for 3,000
-            # steps left 58%, and beta 0.5 with Adam 2e-3 left 66%. Most failures are
-            # faint or smeared dots in decoder means.
+            # Trained on dots {2, 4} by benchmarks/preset_histograms.py (seed 0, one thread),
+            # this preset left 52.9% of 1,000 samples unrecognized; of all samples 1 dot:
+            # 0.5%, 2: 5.6%, 3: 13.6%, 4: 17.0%, 5: 7.9%, 6: 2.1%, 7: 0.3%, 8: 0.1%. The
+            # 6,000 steps took 299 s of CPU (589 s wall at load average 4-5). Another run of
+            # these settings left 48%, so one run's share moves by several points. Beta 1
+            # with constant Adam 1e-3 for 3,000 steps left 58%, and beta 0.5 with Adam 2e-3
+            # left 66%. Beta 4 left 55.5% at step 2,000 and 56.5% at step 4,000, where beta
+            # 2 left 61.5% and 58.7%. Most failures are faint or smeared dots in decoder means.
+            # TODO: 6,000 steps take 5 CPU minutes on one thread; measure a shorter run.
             model=VaeModel(architecture="conv", z_dim=32, beta=2.0),
             training=Training(steps=6000, batch_size=64, learning_rate=1e-3, lr_schedule="cosine"),
         ),
@@ -76,9 +81,16 @@ PRESETS: dict[str, dict[PresetName, Preset]] = {
                 "Small conv WGAN-GP, z 64, 2,000 steps of batch 64 (32 real images per "
                 "critic step) with Adam 5e-4 and betas (0.5, 0.9)."
             ),
-            # NOTE: about 80% of its samples stay unrecognized, mostly dots with speckled
-            # colours. Adam 2e-4, Adam 1e-3 with betas (0, 0.9), cosine decay and a
-            # batch-normalized generator did no better at the same number of steps.
+            # Trained on dots {2, 4} (seed 0), 63.8% of 1,000 samples were unrecognized;
+            # of all samples 1 dot: 2.0%, 2: 10.3%, 3: 14.3%, 4: 7.3%, 5: 2.0%, 6: 0.3%,
+            # so the recognized peak at 3. The 2,000 steps took 219 s of CPU on one thread
+            # (278 s wall at load average 4-5). Most failures are faint specks, smears and
+            # dots with a dark centre in a coloured rim. Before the model fed its critic
+            # images on [-1, 1], 77-80% stayed unrecognized with these settings, and Adam
+            # 2e-4, Adam 1e-3 with betas (0, 0.9), cosine decay or a batch-normalized
+            # generator did no better. On the [0, 1] scale, Gaussian noise of sigma 0.1 added
+            # to every critic input left 73.0%, and nearest upsampling with 3x3 convolutions
+            # in the generator left 94% at step 1,000, with misshapen dots.
             model=WganGpModel(architecture="conv_small", z_dim=64),
             training=Training(steps=2000, batch_size=64, learning_rate=5e-4),
         ),

@@ -149,3 +149,31 @@ def test_sample_range_mode_and_generator() -> None:
     assert torch.equal(first, second)
     assert first.min().item() >= 0.0
     assert first.max().item() <= 1.0
+
+
+def test_critic_input_scale() -> None:
+    model = make_gan()
+    seen: list[torch.Tensor] = []
+    model.critic.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+
+    model.training_step(square_images(8))
+
+    # The first critic call scores the real images: white becomes 1, black -1.
+    real = seen[0]
+    assert real.max().item() == 1.0
+    assert real.min().item() == -1.0
+    # Fakes, mixed images and the generator's batch stay on the same scale.
+    assert len(seen) == 7, "2 critic updates of 3 calls each, then the generator's"
+    assert all(x.min().item() >= -1.0 and x.max().item() <= 1.0 for x in seen)
+
+
+def test_sample_maps_back_to_unit_range() -> None:
+    model = make_gan()
+    model.eval()
+
+    samples = model.sample(4, torch.Generator().manual_seed(3))
+    z = torch.randn(4, model.z_dim, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = (model.generate(z) + 1) / 2
+
+    torch.testing.assert_close(samples, expected, atol=1e-6, rtol=0)
