@@ -17,6 +17,7 @@ from biaslab.store.db import session_scope
 from biaslab.store.retry import with_retry
 from biaslab.store.runs import add_metrics, add_snapshot, heartbeat, save_training_histograms
 from biaslab.training.callbacks import SnapshotData
+from worker.lease_keeper import LeaseKeeper
 
 
 def grid_relative_path(run_id: int, step: int) -> Path:
@@ -34,12 +35,15 @@ def checkpoint_relative_path(run_id: int) -> Path:
 
 
 class StoreCallbacks:
-    """Write one run's histograms, metrics and snapshots, and renew its lease while it trains.
+    """Write one run's histograms, metrics and snapshots, and its step and progress.
 
-    `should_stop` runs after every step, so it reaches the database at most once
-    every `heartbeat_seconds`. It also stops the run at once when
-    `shutdown_requested` returns True. `stopped_for_shutdown` is then True, and
-    the caller releases the run rather than ending it.
+    `lease` renews the run's lease in a thread of its own, also while no step
+    runs. `should_stop` runs after every step: it stops the run when `lease`
+    found a cancel request or a lost lease, and raises LeaseRenewalError when
+    `lease` failed. Every `heartbeat_seconds` it also records the step and
+    progress, which renews the lease and checks for cancel too. It stops the
+    run at once when `shutdown_requested` returns True. `stopped_for_shutdown`
+    is then True, and the caller releases the run rather than ending it.
 
     Each write retries with back-off for up to `database_retry_seconds` while the
     database is unreachable, then raises StoreUnavailable, which fails the run.
@@ -55,6 +59,7 @@ class StoreCallbacks:
         lease_seconds: float,
         heartbeat_seconds: float,
         log: logging.LoggerAdapter[logging.Logger],
+        lease: LeaseKeeper,
         shutdown_requested: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
         database_retry_seconds: float = 120.0,
@@ -67,6 +72,7 @@ class StoreCallbacks:
         self._lease_seconds = lease_seconds
         self._heartbeat_seconds = heartbeat_seconds
         self._log = log
+        self._lease = lease
         self._shutdown_requested = shutdown_requested
         self._clock = clock
         self._retry_seconds = database_retry_seconds
@@ -113,6 +119,9 @@ class StoreCallbacks:
             self._log.info("worker is shutting down; stopping after step %d", step)
             self.stopped_for_shutdown = True
             return True
+        self._lease.raise_if_failed()
+        if self._lease.must_stop:
+            return True
 
         now = self._clock()
         if now - self._last_heartbeat < self._heartbeat_seconds:
@@ -120,7 +129,7 @@ class StoreCallbacks:
         self._last_heartbeat = now
         try:
             with session_scope(self._sessions) as session:
-                return heartbeat(
+                stop = heartbeat(
                     session, self._run_id, self._owner, step, self._steps, self._lease_seconds
                 )
         except OperationalError:
@@ -128,6 +137,9 @@ class StoreCallbacks:
             # lease outlives several missed heartbeats. The next one tries again.
             self._log.warning("heartbeat at step %d failed; retrying later", step, exc_info=True)
             return False
+        if not stop:
+            self._lease.note_renewed()
+        return stop
 
     def _write(self, write: Callable[[], None], what: str) -> None:
         # Each write is one transaction that skips rows already stored, so a retry

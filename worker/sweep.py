@@ -10,13 +10,21 @@ run that is running under a live lease, or has ended, does nothing, so a
 duplicate costs one claim attempt.
 
 Embedded mode has no Celery beat, so a daemon thread in the worker's main
-process sweeps every half lease.
+process sweeps every half lease. A sweep sends a given run again only when this
+sweeper last sent it at least one lease ago, so a run that no worker takes (its
+queue has no live worker, say) gets one message per lease from each worker, not
+one per sweep. The send times live in memory: a run that stops being a
+candidate (claimed under a live lease, or ended) is forgotten, so when it is
+lost again later it is sent at the next sweep. A restarted worker sends at
+once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -36,12 +44,24 @@ logger = logging.getLogger(__name__)
 
 
 class RunSweeper:
-    """A daemon thread that sends lost runs again every `interval_seconds`."""
+    """A daemon thread that sends lost runs again every `interval_seconds`.
 
-    def __init__(self, app: Celery, settings: Settings, interval_seconds: float) -> None:
+    It sends a given run at most once per `settings.lease_seconds`.
+    """
+
+    def __init__(
+        self,
+        app: Celery,
+        settings: Settings,
+        interval_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._app = app
         self._settings = settings
         self._interval = interval_seconds
+        self._clock = clock
+        # Run id -> the clock at the start of the sweep that last sent it.
+        self._last_sent: dict[int, float] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -75,7 +95,12 @@ class RunSweeper:
             engine.dispose()
 
     def sweep_once(self, sessions: sessionmaker[Session]) -> list[int]:
-        """Send the runs whose message may be lost, each to its device's queue; return their ids."""
+        """Send the runs whose message may be lost, each to its device's queue; return their ids.
+
+        A run that this sweeper sent less than a lease ago is left out.
+        """
+        started = self._clock()
+        sent: list[int] = []
         try:
             pending = self._pending_messages()
             with session_scope(sessions) as session:
@@ -83,26 +108,46 @@ class RunSweeper:
                 rows = session.execute(
                     select(Run.id, Run.status, Run.spec).where(Run.id.in_(candidates))
                 ).all()
+            self._forget_all_but(candidates)
             # A queued run is sent again only when no message waits on its queue:
             # one that waits may be the run's own.
             to_send = [
                 (run_id, queue_of(spec))
                 for run_id, status, spec in sorted(rows, key=lambda row: row[0])
-                if status is RunStatus.running or pending.get(queue_of(spec)) == 0
+                if (status is RunStatus.running or pending.get(queue_of(spec)) == 0)
+                and self._due(run_id, started)
             ]
             for run_id, queue in to_send:
                 self._app.send_task(TRAIN_RUN_TASK, args=[run_id], queue=queue)
+                self._last_sent[run_id] = started
+                sent.append(run_id)
         except (SQLAlchemyError, KombuError, OSError):
-            logger.warning("sweep failed; next try in %.1f s", self._interval, exc_info=True)
-            return []
-        run_ids = [run_id for run_id, _ in to_send]
-        if run_ids:
+            logger.warning(
+                "sweep failed after sending %d runs; next try in %.1f s",
+                len(sent),
+                self._interval,
+                exc_info=True,
+            )
+            return sent
+        if sent:
             logger.info(
                 "sweep sent runs %s again (messages waiting: %s)",
-                run_ids,
+                sent,
                 ", ".join(f"{name} {count}" for name, count in pending.items()),
             )
-        return run_ids
+        return sent
+
+    def _due(self, run_id: int, now: float) -> bool:
+        """Return True when this sweeper never sent `run_id`, or sent it a lease or more ago."""
+        last_sent = self._last_sent.get(run_id)
+        return last_sent is None or now - last_sent >= self._settings.lease_seconds
+
+    def _forget_all_but(self, candidates: list[int]) -> None:
+        """Drop the send times of runs that are no longer candidates for sending."""
+        keep = set(candidates)
+        self._last_sent = {
+            run_id: sent_at for run_id, sent_at in self._last_sent.items() if run_id in keep
+        }
 
     def _pending_messages(self) -> dict[str, int | None]:
         """Count the messages waiting on each queue; None for a queue the broker could not count."""

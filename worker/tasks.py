@@ -44,6 +44,7 @@ from biaslab.store.runs import (
     was_claimed_before,
 )
 from biaslab.store.workers import set_current_run
+from worker.lease_keeper import LeaseKeeper
 from worker.store_callbacks import StoreCallbacks, checkpoint_relative_path
 
 if TYPE_CHECKING:
@@ -163,10 +164,26 @@ class RunTrainer:
         study_id, spec_json, cancel_requested, resumable = claimed
         log = RunLog(logger, {"run_id": run_id, "study_id": study_id})
         log.info("claimed by %s on %s", owner, resources.device)
-        if cancel_requested:
-            outcome = RunOutcome(RunStatus.cancelled, step=0)
-        else:
-            outcome = self._train_spec(run_id, owner, spec_json, resources, log, resumable)
+        # Renew the lease from the claim on, whatever the attempt is doing. The
+        # keeper stops before the outcome is recorded, so no renewal races that write.
+        lease = LeaseKeeper(
+            resources.sessions,
+            run_id,
+            owner,
+            self._settings.lease_seconds,
+            self._settings.heartbeat_seconds,
+            log,
+        )
+        lease.start()
+        try:
+            if cancel_requested:
+                outcome = RunOutcome(RunStatus.cancelled, step=0)
+            else:
+                outcome = self._train_spec(
+                    run_id, owner, spec_json, resources, log, resumable, lease
+                )
+        finally:
+            lease.stop()
         recorded = self._record_outcome(resources, run_id, owner, outcome, log, worker_name)
         return AttemptEnd(
             requeue=recorded and outcome.status is RunStatus.queued,
@@ -195,6 +212,7 @@ class RunTrainer:
         resources: ProcessResources,
         log: RunLog,
         resumable: bool,
+        lease: LeaseKeeper,
     ) -> RunOutcome:
         try:
             spec = RunSpec.model_validate(spec_json)
@@ -234,6 +252,7 @@ class RunTrainer:
             self._settings.lease_seconds,
             self._settings.heartbeat_seconds,
             log,
+            lease,
             shutdown_requested=self._shutdown_requested,
             database_retry_seconds=self._settings.database_retry_seconds,
         )
@@ -241,9 +260,10 @@ class RunTrainer:
 
         try:
             # NOTE: a worker that lost its lease also writes a checkpoint when it
-            # stops, after its next heartbeat. Training is deterministic, so that
-            # checkpoint matches the new owner's results up to its step on the same
-            # device type, but it can move the new owner's resume point back.
+            # stops, at the first step after it notices the loss. Training is
+            # deterministic, so that checkpoint matches the new owner's results up
+            # to its step on the same device type, but it can move the new owner's
+            # resume point back.
             result = train(spec, callbacks, resources.device, checkpoint_path, resume_from)
         except TrainingDivergedError as error:
             # A diverged run is an outcome of its design (too high a learning

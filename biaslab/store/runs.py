@@ -275,6 +275,22 @@ def heartbeat(
     return cancel_requested
 
 
+def renew_lease(session: Session, run_id: int, owner: str, lease_seconds: float) -> bool | None:
+    """Extend `owner`'s lease by `lease_seconds` from now, leaving step and progress as they are.
+
+    Returns whether cancel was requested, or None when `owner` no longer holds
+    the lease: another worker claimed the run after the lease expired, or the
+    run is no longer running.
+    """
+    return session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.lease_owner == owner, Run.status == RunStatus.running)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .returning(Run.cancel_requested)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+
+
 def save_training_histograms(
     session: Session, run_id: int, histograms: Mapping[str, FeatureHistogram]
 ) -> None:
