@@ -47,6 +47,10 @@ def _configure_logging() -> None:
     )
 
 
+# Seconds that `serve` waits for open requests and event streams on shutdown.
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
 def _settings(data_dir: Path | None) -> Settings:
     # Set the variable too, so that a worker started from here uses the same folder.
     if data_dir is not None:
@@ -116,7 +120,12 @@ def serve(
         f"biaslab is serving on {url_of(address, port)} (data in {settings.data_dir.resolve()})"
     )
     uvicorn.run(
-        create_app(settings, embedded_worker=worker), host=address, port=port, log_level="info"
+        create_app(settings, embedded_worker=worker),
+        host=address,
+        port=port,
+        log_level="info",
+        # Open event streams never end by themselves, so shutdown closes them after this.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 

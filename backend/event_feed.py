@@ -19,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from backend.routes.runs import figures_public, run_public
 from backend.schemas import SnapshotEvent, SnapshotPublic
 from biaslab.store.db import session_scope
-from biaslab.store.models import EventKind, Run, RunStatus, Snapshot
+from biaslab.store.models import EventKind, Run, RunStatus, Snapshot, Study
 from biaslab.store.studies import events_after, last_event_id
 
 logger = logging.getLogger(__name__)
@@ -86,27 +87,30 @@ def load_messages(
 
 def _load_progress(
     sessions: sessionmaker[Session], study_id: int, known_steps: dict[int, int]
-) -> tuple[dict[int, Message], list[Message]]:
-    """Return a progress message for each running run, and the messages of runs whose step moved.
+) -> tuple[datetime, list[Message]] | None:
+    """Return the study's creation time and a message for each running run whose step moved.
 
     Heartbeats update a run's step every few seconds without recording events,
     so progress is read from the runs themselves. Updates `known_steps` in place.
+    Returns None when the study no longer exists.
     """
-    current: dict[int, Message] = {}
     moved = []
     with session_scope(sessions) as session:
+        study = session.get(Study, study_id)
+        if study is None:
+            return None
         running = session.scalars(
             select(Run).where(Run.study_id == study_id, Run.status == RunStatus.running)
         ).all()
         for run in running:
-            message = Message(None, "run", run_public(session, run).model_dump_json())
-            current[run.id] = message
             if known_steps.get(run.id) != run.step:
                 known_steps[run.id] = run.step
-                moved.append(message)
-    for run_id in set(known_steps) - set(current):
+                moved.append(Message(None, "run", run_public(session, run).model_dump_json()))
+        running_ids = {run.id for run in running}
+        created_at = study.created_at
+    for run_id in set(known_steps) - running_ids:
         del known_steps[run_id]
-    return current, moved
+    return created_at, moved
 
 
 @dataclass
@@ -126,15 +130,15 @@ class StudyFeed:
     # The id of the last event read; every event up to it has gone to the streams.
     cursor: int
     queues: set[asyncio.Queue[Message | None]] = field(default_factory=set)
-    # The newest progress message of each running run, for streams that join.
-    progress: dict[int, Message] = field(default_factory=dict)
+    # When the study was made: a study deleted and replaced under the same id ends the feed.
+    created_at: datetime | None = None
     known_steps: dict[int, int] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
 
     def join(self) -> Subscription:
+        # No saved progress is replayed: the run may have ended since it was read, and
+        # its last event in the joiner's backlog is newer. Progress follows within a second.
         queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=QUEUE_MESSAGES)
-        for message in self.progress.values():
-            queue.put_nowait(message)
         self.queues.add(queue)
         return Subscription(queue=queue, start=self.cursor)
 
@@ -161,7 +165,10 @@ class StudyFeed:
         queue.put_nowait(CLOSED)
 
     async def run(self) -> None:
-        """Poll until no stream is left. A database error closes every stream."""
+        """Poll until no stream is left or the study is deleted, then close every stream.
+
+        A database error closes every stream too, and browsers reconnect.
+        """
         since_progress = PROGRESS_SECONDS
         try:
             while self.queues:
@@ -176,16 +183,19 @@ class StudyFeed:
                     continue
                 if since_progress >= PROGRESS_SECONDS:
                     since_progress = 0.0
-                    self.progress, moved = await run_in_threadpool(
+                    progress = await run_in_threadpool(
                         _load_progress, self.sessions, self.study_id, self.known_steps
                     )
-                    self._publish(moved)
+                    if progress is None or progress[0] != self.created_at:
+                        logger.info("study %s was deleted, closing its streams", self.study_id)
+                        break
+                    self._publish(progress[1])
                 await asyncio.sleep(POLL_SECONDS)
                 since_progress += POLL_SECONDS
         except Exception:
             logger.exception("study %s: reading events failed, closing its streams", self.study_id)
-            for queue in list(self.queues):
-                self._close(queue)
+        for queue in list(self.queues):
+            self._close(queue)
 
 
 class EventFeeds:
@@ -201,9 +211,12 @@ class EventFeeds:
         """Join the study's feed, starting it if no stream watches the study yet."""
         async with self._lock:
             feed = self._feeds.get(study_id)
-            if feed is None or feed.task is None or feed.task.done():
-                cursor = await run_in_threadpool(self._last_event_id, study_id)
-                feed = StudyFeed(self._sessions, study_id, cursor)
+            cursor, created_at = await run_in_threadpool(self._position, study_id)
+            # A feed of a deleted study whose id a new study took (SQLite reuses ids)
+            # ends by itself within a second; the new study gets a feed of its own.
+            stale = feed is not None and feed.created_at != created_at
+            if feed is None or stale or feed.task is None or feed.task.done():
+                feed = StudyFeed(self._sessions, study_id, cursor, created_at=created_at)
                 self._feeds[study_id] = feed
                 subscription = feed.join()
                 feed.task = asyncio.create_task(feed.run(), name=f"events of study {study_id}")
@@ -216,9 +229,12 @@ class EventFeeds:
             if not feed.queues and self._feeds.get(study_id) is feed:
                 del self._feeds[study_id]
 
-    def _last_event_id(self, study_id: int) -> int:
+    def _position(self, study_id: int) -> tuple[int, datetime | None]:
+        """Return the study's newest event id and its creation time (None when deleted)."""
         with session_scope(self._sessions) as session:
-            return last_event_id(session, study_id)
+            study = session.get(Study, study_id)
+            created_at = study.created_at if study is not None else None
+            return last_event_id(session, study_id), created_at
 
     async def close(self) -> None:
         """Stop every feed, as the server shuts down."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from backend.schemas import HistogramPublic, histograms_public
+from biaslab.store.models import Run
 from biaslab.store.studies import run_statics_rows, runs_with_training_histograms
 
 # An estimate: about 5 KB per run with two features, so about 20 MB when full.
@@ -28,6 +30,9 @@ class RunStatics:
 
     steps: int
     training_histograms: dict[str, HistogramPublic] | None
+    # The run's creation time: SQLite gives a new run the id of a deleted one, so an
+    # entry counts only for the run made at the same moment.
+    created_at: datetime
 
 
 class RunStaticsCache:
@@ -38,16 +43,21 @@ class RunStaticsCache:
         self._entries: OrderedDict[int, RunStatics] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, session: Session, run_ids: Sequence[int]) -> dict[int, RunStatics]:
-        """Return the statics of each run in `run_ids`, reading only those not cached yet.
+    def get(self, session: Session, runs: Sequence[Run]) -> dict[int, RunStatics]:
+        """Return the statics of each run by id, reading only those not cached yet.
 
         One query per call checks which runs have training histograms now, so a
         run whose histograms were cleared (claimed again) or newly stored is
         never shown stale.
         """
+        run_ids = [run.id for run in runs]
         stored = runs_with_training_histograms(session, run_ids)
         with self._lock:
-            cached = {run_id: self._entries.get(run_id) for run_id in run_ids}
+            cached = {run.id: self._entries.get(run.id) for run in runs}
+        for run in runs:
+            entry = cached[run.id]
+            if entry is not None and entry.created_at != run.created_at:
+                cached[run.id] = None
         missing = [
             run_id
             for run_id, entry in cached.items()
@@ -57,8 +67,9 @@ class RunStaticsCache:
             run_id: RunStatics(
                 steps=int(spec["training"]["steps"]),
                 training_histograms=histograms_public(histograms),
+                created_at=created_at,
             )
-            for run_id, spec, histograms in run_statics_rows(session, missing)
+            for run_id, spec, histograms, created_at in run_statics_rows(session, missing)
         }
         with self._lock:
             for run_id, entry in fresh.items():
@@ -75,6 +86,6 @@ class RunStaticsCache:
             if found is None:
                 continue  # deleted since the study was read
             if run_id not in stored and found.training_histograms is not None:
-                found = RunStatics(steps=found.steps, training_histograms=None)
+                found = replace(found, training_histograms=None)
             result[run_id] = found
         return result

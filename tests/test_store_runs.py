@@ -32,7 +32,7 @@ from biaslab.store.runs import (
     save_training_histograms,
     was_claimed_before,
 )
-from biaslab.store.studies import create_study, request_cancel
+from biaslab.store.studies import create_study, delete_study, request_cancel
 
 LEASE_SECONDS = 60.0
 TINY_STUDY = {
@@ -509,7 +509,7 @@ def test_check_current_rejects_empty_database(tmp_path: Path):
 
 def statics_of(cache: RunStaticsCache, sessions: sessionmaker[Session], run_id: int):
     with session_scope(sessions) as session:
-        return cache.get(session, [run_id])[run_id]
+        return cache.get(session, [session.get(Run, run_id)])[run_id]
 
 
 def test_statics_follow_training_histograms(sessions):
@@ -536,13 +536,22 @@ def test_statics_cache_keeps_newest_runs(sessions):
     cache = RunStaticsCache(max_runs=1)
     first, second = new_run(sessions), new_run(sessions)
     with session_scope(sessions) as session:
-        both = cache.get(session, [first, second])
+        both = cache.get(session, [session.get(Run, first), session.get(Run, second)])
     assert set(both) == {first, second}, "every asked run is returned even past the limit"
     assert len(cache._entries) == 1
     assert second in cache._entries, "the least recently read run goes first"
 
 
-def test_statics_skip_deleted_runs(sessions):
+def test_statics_not_reused_across_runs(sessions):
     cache = RunStaticsCache()
+    old_id = new_run(sessions)
+    assert statics_of(cache, sessions, old_id).steps == TINY_STUDY["training"]["steps"]
+
     with session_scope(sessions) as session:
-        assert cache.get(session, [999_999]) == {}
+        delete_study(session, session.get(Run, old_id).study)
+    longer = {**TINY_STUDY, "training": {**TINY_STUDY["training"], "steps": 40}}
+    with session_scope(sessions) as session:
+        new_id = create_study(session, StudyCreate.model_validate(longer)).runs[0].id
+
+    # SQLite gives the new run the deleted one's id; PostgreSQL a new one.
+    assert statics_of(cache, sessions, new_id).steps == 40, "statics of a deleted run shown"

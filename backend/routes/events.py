@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
@@ -16,19 +17,35 @@ from backend.event_feed import CLOSED, EventFeeds, load_messages
 from backend.security.identity import CurrentUser, Principal
 from backend.security.ownership import can_read
 from biaslab.store.db import session_scope
-from biaslab.store.models import Study
+from biaslab.store.models import Study, User
 
 router = APIRouter(prefix="/api/studies", tags=["events"])
 
 KEEPALIVE_SECONDS = 15.0
+# How long an idle stream waits between checks that its reader may still read the study.
+# A stream also checks before each batch of messages it sends, because the owner may
+# make the study private, an admin may disable the user, or the study may be deleted.
+ACCESS_CHECK_SECONDS = 5.0
 # Tells EventSource how long to wait before reconnecting.
 RETRY_MILLISECONDS = 2000
 
 
-def _study_visible(sessions: sessionmaker[Session], study_id: int, user: Principal | None) -> bool:
+def _readable_since(
+    sessions: sessionmaker[Session], study_id: int, user: Principal | None
+) -> datetime | None:
+    """Return the study's creation time when `user` may read it, None otherwise.
+
+    The creation time tells a study from a later one that took its id.
+    """
     with session_scope(sessions) as session:
+        if user is not None:
+            account = session.get(User, user.user_id)
+            if account is None or account.disabled:
+                return None
         study = session.get(Study, study_id)
-        return study is not None and can_read(study, user)
+        if study is None or not can_read(study, user):
+            return None
+        return study.created_at
 
 
 @router.get("/{study_id}/events", response_class=StreamingResponse)
@@ -44,7 +61,8 @@ async def study_events(
     """Stream the study's events; a reconnect with Last-Event-ID resumes after that event."""
     # No session dependency here: it would hold a database connection for the stream's lifetime.
     sessions = request.app.state.sessions
-    if not await run_in_threadpool(_study_visible, sessions, study_id, user):
+    created_at = await run_in_threadpool(_readable_since, sessions, study_id, user)
+    if created_at is None:
         raise HTTPException(status_code=404, detail=f"study {study_id} not found")
     start = last_event_id if last_event_id is not None else (after or 0)
 
@@ -64,19 +82,35 @@ async def study_events(
                 if read_upto == cursor:
                     break
                 cursor = read_upto
+            loop = asyncio.get_running_loop()
+            last_sent = loop.time()
+
+            async def still_readable() -> bool:
+                now = await run_in_threadpool(_readable_since, sessions, study_id, user)
+                return now is not None and now == created_at
+
             while True:
                 try:
-                    message = await asyncio.wait_for(subscription.queue.get(), KEEPALIVE_SECONDS)
+                    first = await asyncio.wait_for(subscription.queue.get(), ACCESS_CHECK_SECONDS)
                 except TimeoutError:
-                    if await request.is_disconnected():
+                    if await request.is_disconnected() or not await still_readable():
                         return
-                    yield ": keep-alive\n\n"
+                    if loop.time() - last_sent >= KEEPALIVE_SECONDS:
+                        last_sent = loop.time()
+                        yield ": keep-alive\n\n"
                     continue
-                if message is CLOSED:
+                batch = [first]
+                while not subscription.queue.empty():
+                    batch.append(subscription.queue.get_nowait())
+                if not await still_readable():
                     return
-                if message.event_id is not None and message.event_id <= cursor:
-                    continue
-                yield message.encode()
+                for message in batch:
+                    if message is CLOSED:
+                        return
+                    if message.event_id is not None and message.event_id <= cursor:
+                        continue
+                    last_sent = loop.time()
+                    yield message.encode()
 
     return StreamingResponse(
         stream(),

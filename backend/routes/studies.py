@@ -66,7 +66,7 @@ def read(study: StudySummaryDep, session: SessionDep, statics: RunStaticsDep) ->
     """Return the study and the state of each of its runs."""
     run_ids = [run.id for run in study.runs]
     latest = latest_snapshot_steps(session, run_ids)
-    parts = statics.get(session, run_ids)
+    parts = statics.get(session, study.runs)
     runs = [
         RunPublic.from_parts(
             run, latest.get(run.id), parts[run.id].steps, parts[run.id].training_histograms

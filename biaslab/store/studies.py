@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, true, update
@@ -85,11 +86,13 @@ def runs_with_training_histograms(session: Session, run_ids: Sequence[int]) -> s
 
 def run_statics_rows(
     session: Session, run_ids: Sequence[int]
-) -> Sequence[tuple[int, dict[str, Any], dict[str, Any] | None]]:
-    """Return (id, design, training histograms) of each run in `run_ids`."""
+) -> Sequence[tuple[int, dict[str, Any], dict[str, Any] | None, datetime]]:
+    """Return (id, design, training histograms, creation time) of each run in `run_ids`."""
     if not run_ids:
         return []
-    query = select(Run.id, Run.spec, Run.training_histograms).where(Run.id.in_(run_ids))
+    query = select(Run.id, Run.spec, Run.training_histograms, Run.created_at).where(
+        Run.id.in_(run_ids)
+    )
     return session.execute(query).tuples().all()
 
 
