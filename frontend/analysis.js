@@ -132,14 +132,14 @@ function showModes(studyId, entries, figures) {
     if (entry.missing_controls?.length) {
       const modes = entry.missing_controls.map((mode) => JSON.stringify(mode)).join(" or ");
       const reason = entry.left_out?.length
-        ? "has recognized samples on this feature's current bins"
+        ? "has recognized samples on the bins analysed here"
         : "has recognized samples";
       add("Missing controls", `no run trained on ${modes} alone ${reason}, so there is no prediction`);
     }
     if (entry.left_out?.length) {
       add(
         "Runs left out",
-        `runs ${entry.left_out.map((index) => index + 1).join(", ")}: their histograms were stored on other bins by an earlier version`,
+        `runs ${entry.left_out.map((index) => index + 1).join(", ")}: their histograms have other bins than the ones analysed here, as after an upgrade that changed the feature's bins`,
         "analysis-left-out",
       );
     }
