@@ -29,6 +29,8 @@ from biaslab.probes.count import count_dots, read_dots
 
 DEFAULT_RADIUS = 0.08
 MAX_COUNT = 12
+# Images per second that count_dots is to reach at 64x64 on 2 cores.
+TARGET_RATE = 20_000
 PALETTE = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3"]
 # Designs of the mode table: (label, fields). Counts are 1-12 unless the fields set others.
 MODE_DESIGNS: list[tuple[str, dict[str, object]]] = [
@@ -174,11 +176,18 @@ def main() -> None:
     )
     arguments = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"numpy {np.__version__}, load average {os.getloadavg()[0]:.2f}"
+        f"numpy {np.__version__}, load average {load_before:.2f}\n"
     )
+    print(
+        "| image size | count_dots, float32 | count_dots, uint8 | read_dots, float32 "
+        "| read_dots, uint8 |"
+    )
+    print("| --- | --- | --- | --- | --- |")
     rng = np.random.default_rng(7)
+    rates = {}
     for size in (64, 32):
         counts = rng.integers(1, MAX_COUNT + 1, arguments.speed_images)
         images = render_counts(
@@ -188,11 +197,17 @@ def main() -> None:
         as_uint8 = images_per_second(to_uint8(images), arguments.repeats)
         sizes_float = images_per_second(images, arguments.repeats, read_dots)
         sizes_uint8 = images_per_second(to_uint8(images), arguments.repeats, read_dots)
+        rates[size] = (as_float, as_uint8)
         print(
-            f"{size}x{size}: count_dots {as_float:,.0f} images/s (float32), "
-            f"{as_uint8:,.0f} images/s (uint8); read_dots {sizes_float:,.0f} images/s "
-            f"(float32), {sizes_uint8:,.0f} images/s (uint8)"
+            f"| {size}x{size} | {as_float:,.0f} images/s | {as_uint8:,.0f} images/s "
+            f"| {sizes_float:,.0f} images/s | {sizes_uint8:,.0f} images/s |"
         )
+    as_float, as_uint8 = rates[64]
+    print(
+        f"\ncount_dots at 64x64 against the target of {TARGET_RATE:,} images/s: "
+        f"{as_float / TARGET_RATE:.2f} (float32), {as_uint8 / TARGET_RATE:.2f} (uint8); "
+        f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    )
     if arguments.images > 0:
         accuracy_tables(arguments.images)
         mode_table(arguments.images)

@@ -1,6 +1,6 @@
 """Rendering speed: the vectorized renderer against matplotlib, measured in one run.
 
-Run: python benchmarks/bench_render.py [--images 20000] [--batch 1024] [--mpl-images 300]
+Run: python benchmarks/bench_render.py [--images 10240] [--batch 1024] [--mpl-images 150]
 
 Both sides draw 64x64 images with noise 0.03, for each radius and colour mode: 1-16 dots of
 radius 0.08 with random colours (the default), constant total area (1-14 dots), radii drawn
@@ -8,7 +8,8 @@ from a range, one colour and a palette. The renderer's time covers everything: c
 radii, placement, colours, drawing and noise. The matplotlib side is one Agg figure reused
 for every image: remove the previous Circle patches, add new ones, draw the canvas and copy
 it into a float array with the same noise. Its radii, positions and colours are drawn before
-the clock starts, so the ratio is, if anything, on the low side.
+the clock starts, so the ratio is, if anything, on the low side. The two sides take turns, a
+few passes each, so that both see the same load, and the fastest pass of each is reported.
 """
 
 from __future__ import annotations
@@ -55,89 +56,121 @@ DESIGNS = {
 }
 
 
-def renderer_images_per_second(design: DotsDataset, total: int, batch: int, repeats: int) -> float:
-    """Return the best rate over `repeats` runs of `total` images in batches of `batch`."""
+def renderer_speed(design: DotsDataset, total: int, batch: int) -> tuple[float, float]:
+    """Render `total` images in batches of `batch` and return images/s and CPU us per image."""
     rng = np.random.default_rng(0)
     render_dots(design, batch, rng)  # warm up caches and allocator
-    best = 0.0
-    for _ in range(repeats):
+    calls = max(1, total // batch)
+    wall, processor = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        render_dots(design, batch, rng)
+    elapsed = time.perf_counter() - wall
+    cpu = (time.process_time() - processor) / (calls * batch) * 1e6
+    return calls * batch / elapsed, cpu
+
+
+class MatplotlibRenderer:
+    """One Agg figure that draws the images of a design with Circle patches."""
+
+    def __init__(self) -> None:
+        self.figure = plt.figure(figsize=(1, 1), dpi=IMAGE_SIZE)
+        canvas = self.figure.canvas
+        assert isinstance(canvas, FigureCanvasAgg), "the Agg backend was not selected"
+        self.canvas = canvas
+        self.axes = self.figure.add_axes((0, 0, 1, 1))
+        self.axes.set_xlim(0, IMAGE_SIZE)
+        self.axes.set_ylim(IMAGE_SIZE, 0)
+        self.axes.axis("off")
+
+    def close(self) -> None:
+        plt.close(self.figure)
+
+    def images_per_second(self, design: DotsDataset, total: int, seed: int) -> float:
+        """Draw `total` images and return images/s. Positions and colours come before the clock."""
+        rng = np.random.default_rng(seed)
+        layout = DotLayout(**design.layout_arguments())
+        counts = rng.choice(design.counts, size=total)
+        radii = layout.radii(counts, rng)
+        if isinstance(radii, float):
+            radii = np.full((total, int(counts.max())), radii)
+        centres = place_dots(
+            counts, image_size=IMAGE_SIZE, radius=radii, rng=rng, min_spacing=design.spacing
+        )
+        palette = design.rgb_colours()
+        slots = centres.shape[1]
+        if palette is None:
+            colours = rng.uniform(0.0, MAX_CHANNEL, size=(total, slots, 3))
+        else:
+            colours = np.asarray(palette)[rng.integers(0, len(palette), (total, slots))]
+        images = np.empty((total, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.float32)
+
         start = time.perf_counter()
-        for _ in range(total // batch):
-            render_dots(design, batch, rng)
-        best = max(best, (total // batch) * batch / (time.perf_counter() - start))
-    return best
-
-
-def matplotlib_images_per_second(design: DotsDataset, total: int) -> float:
-    rng = np.random.default_rng(0)
-    layout = DotLayout(**design.layout_arguments())
-    counts = rng.choice(design.counts, size=total)
-    radii = layout.radii(counts, rng)
-    if isinstance(radii, float):
-        radii = np.full((total, int(counts.max())), radii)
-    centres = place_dots(
-        counts, image_size=IMAGE_SIZE, radius=radii, rng=rng, min_spacing=design.spacing
-    )
-    palette = design.rgb_colours()
-    if palette is None:
-        colours = rng.uniform(0.0, MAX_CHANNEL, size=(total, centres.shape[1], 3))
-    else:
-        colours = np.asarray(palette)[rng.integers(0, len(palette), (total, centres.shape[1]))]
-    images = np.empty((total, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.float32)
-
-    figure = plt.figure(figsize=(1, 1), dpi=IMAGE_SIZE)
-    canvas = figure.canvas
-    assert isinstance(canvas, FigureCanvasAgg), "the Agg backend was not selected"
-    axes = figure.add_axes((0, 0, 1, 1))
-    axes.set_xlim(0, IMAGE_SIZE)
-    axes.set_ylim(IMAGE_SIZE, 0)
-    axes.axis("off")
-    start = time.perf_counter()
-    for index in range(total):
-        for patch in list(axes.patches):
-            patch.remove()
-        for slot in range(counts[index]):
-            y, x = centres[index, slot]
-            axes.add_patch(Circle((x, y), radii[index, slot], color=colours[index, slot]))
-        canvas.draw()
-        pixels = np.asarray(canvas.buffer_rgba())[..., :3] / np.float32(255)
-        pixels = pixels + rng.normal(0.0, design.noise, pixels.shape)
-        images[index] = 1 - np.abs(1 - np.abs(pixels))
-    elapsed = time.perf_counter() - start
-    plt.close(figure)
-    return total / elapsed
+        for index in range(total):
+            for patch in list(self.axes.patches):
+                patch.remove()
+            for slot in range(counts[index]):
+                y, x = centres[index, slot]
+                circle = Circle((x, y), radii[index, slot], color=colours[index, slot])
+                self.axes.add_patch(circle)
+            self.canvas.draw()
+            pixels = np.asarray(self.canvas.buffer_rgba())[..., :3] / np.float32(255)
+            pixels = pixels + rng.normal(0.0, design.noise, pixels.shape)
+            images[index] = 1 - np.abs(1 - np.abs(pixels))
+        return total / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=20_000, help="renderer images per run")
-    parser.add_argument("--batch", type=int, default=1024, help="renderer images per call")
     parser.add_argument(
-        "--repeats", type=int, default=3, help="number of renderer runs; the fastest is reported"
+        "--images", type=int, default=10_240, help="renderer images per pass at the large batch"
     )
-    parser.add_argument("--mpl-images", type=int, default=300, help="matplotlib images")
+    parser.add_argument("--batch", type=int, default=1024, help="renderer images per call")
+    parser.add_argument("--mpl-images", type=int, default=150, help="matplotlib images per pass")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="passes per side and mode, taken in turns, of which the fastest per side is reported",
+    )
     arguments = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"numpy {np.__version__}, matplotlib {matplotlib.__version__}, "
-        f"load average {os.getloadavg()[0]:.2f}"
+        f"load average {load_before:.2f}"
     )
     print(
-        "64x64 images of 1-16 dots, noise 0.03; ratio: renderer at the large batch / matplotlib\n"
+        f"64x64 images, noise 0.03; renderer and matplotlib take turns, {arguments.repeats} "
+        "passes each per mode; ratio: renderer at the large batch / matplotlib\n"
     )
-    print(f"| mode | renderer, batch {arguments.batch} | renderer, batch 64 | matplotlib | ratio |")
-    print("| --- | --- | --- | --- | --- |")
+    print(
+        f"| mode | renderer, batch {arguments.batch} | CPU per image | renderer, batch 64 "
+        "| matplotlib | ratio |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    matplotlib_renderer = MatplotlibRenderer()
+    ratios = []
     for name, design in DESIGNS.items():
-        fast = renderer_images_per_second(
-            design, arguments.images, arguments.batch, arguments.repeats
-        )
-        small = renderer_images_per_second(design, arguments.images // 4, 64, arguments.repeats)
-        slow = matplotlib_images_per_second(design, arguments.mpl_images)
+        fast, cpu, small, slow = 0.0, float("inf"), 0.0, 0.0
+        for repeat in range(arguments.repeats):
+            rate, processor = renderer_speed(design, arguments.images, arguments.batch)
+            if rate > fast:
+                fast, cpu = rate, processor
+            small = max(small, renderer_speed(design, arguments.images // 4, 64)[0])
+            slow = max(
+                slow, matplotlib_renderer.images_per_second(design, arguments.mpl_images, repeat)
+            )
+        ratios.append(fast / slow)
         print(
-            f"| {name} | {fast:,.0f} images/s | {small:,.0f} images/s | "
+            f"| {name} | {fast:,.0f} images/s | {cpu:.0f} us | {small:,.0f} images/s | "
             f"{slow:,.1f} images/s | {fast / slow:,.0f}x |"
         )
+    matplotlib_renderer.close()
+    print(
+        f"\nsmallest ratio {min(ratios):,.0f}x (target 100x); load average "
+        f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import pytest
 from scipy import ndimage
 
 from biaslab.datasets.pie import PALETTE, quantity_of_value, render_pies
-from biaslab.design.pie import OFFSET_RANGE, RED_SHARE_RANGE, SIZE_RANGE
+from biaslab.design.pie import OFFSET_RANGE, RED_SHARE_RANGE, SIZE_RANGE, PieDataset
+from biaslab.families.pie import RED_SHARE_FEATURE, PieFamily
 from biaslab.images import to_uint8
 from biaslab.probes.pie import read_pies
 
@@ -79,6 +80,19 @@ def test_accuracy_on_renders(image_size, noise):
     assert position_within >= 0.99, f"{setting}: position within one bin in {position_within:.4f}"
     assert red_within >= 0.99, f"{setting}: red share within 0.05 in {red_within:.4f}"
     assert colours_exact >= 0.99, f"{setting}: colour count exact in {colours_exact:.4f}"
+
+
+@pytest.mark.parametrize("image_size", [32, 64])
+def test_template_red_shares_stay_in_own_half_bin(image_size):
+    # The red-share bins are 0.05 wide, so a probe error above 0.025 moves a render into
+    # the next half bin, such as 0.35 between the trained shares 0.3 and 0.4.
+    design = PieDataset(image_size=image_size, values=[(5, 5, 5, 3), (5, 5, 5, 4), (5, 5, 5, 9)])
+    family = PieFamily()
+    batch = family.render(design, ACCURACY_IMAGES, np.random.default_rng(300 + image_size))
+    probed = family.probe(batch.images, design)["red_share"]
+    true_bins = RED_SHARE_FEATURE.bin_indices(batch.features["red_share"])
+    own_bin = (RED_SHARE_FEATURE.bin_indices(probed) == true_bins).mean()
+    assert own_bin >= 0.99, f"{image_size}x{image_size}: own red-share bin in {own_bin:.4f}"
 
 
 def test_reading_has_one_float_per_image():
@@ -200,3 +214,35 @@ def test_rejects_batches_of_other_shapes():
         read_pies(np.ones((2, 32, 32), dtype=np.float32))
     with pytest.raises(ValueError, match="must be square, got 32x16"):
         read_pies(np.ones((2, 32, 16, 3), dtype=np.float32))
+
+
+def test_reading_does_not_depend_on_batch():
+    # 100 images of 64x64 span several chunks, summed on several threads where the machine
+    # has several CPUs. Each image's reading must equal the reading of it alone.
+    values = np.random.default_rng(5).integers(1, 10, size=(100, 4))
+    images = render(values, noise=0.03, colours=4, seed=5)
+    together = read_pies(images)
+    for index in (0, 15, 16, 57, 99):
+        alone = read_pies(images[index : index + 1])
+        for name in ("size", "x", "y", "red_share", "colours"):
+            assert getattr(alone, name)[0] == getattr(together, name)[index], (
+                f"image {index}: {name} differs between its own batch and the batch of 100"
+            )
+
+
+def test_nan_pixels_off_the_disc_leave_reading():
+    image = render(np.array([[5, 5, 5, 3]]), noise=0.03, colours=2, seed=6)
+    clean = read_pies(image)
+    spoiled = image.copy()
+    spoiled[0, 0, 0, 1] = np.nan  # a corner pixel, far off the disc
+    reading = read_pies(spoiled)
+    for name in ("size", "x", "y", "red_share", "colours"):
+        assert getattr(reading, name)[0] == pytest.approx(getattr(clean, name)[0], abs=1e-6), (
+            f"one NaN pixel off the disc changed {name}"
+        )
+
+
+def test_empty_batch_reads_empty():
+    reading = read_pies(np.ones((0, 32, 32, 3), dtype=np.float32))
+    for name in ("size", "x", "y", "red_share", "colours"):
+        assert getattr(reading, name).shape == (0,), f"{name} of an empty batch"
