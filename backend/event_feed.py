@@ -212,8 +212,8 @@ class EventFeeds:
         async with self._lock:
             feed = self._feeds.get(study_id)
             cursor, created_at = await run_in_threadpool(self._position, study_id)
-            # A feed of a deleted study whose id a new study took (SQLite reuses ids)
-            # ends by itself within a second; the new study gets a feed of its own.
+            # SQLite gives a new study the id of a deleted one. The deleted study's feed
+            # ends within a second, so the new study gets a feed of its own.
             stale = feed is not None and feed.created_at != created_at
             if feed is None or stale or feed.task is None or feed.task.done():
                 feed = StudyFeed(self._sessions, study_id, cursor, created_at=created_at)

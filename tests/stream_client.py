@@ -69,7 +69,7 @@ def finish(settings: Settings, run_id: int, steps: int) -> None:
 
 
 class SseReader:
-    """Reads one stream on a thread; `messages` holds (id, event, data) as they arrive."""
+    """A reader of one stream on a thread. `messages` contains (id, event, data) as they arrive."""
 
     def __init__(self, url: str, headers: dict | None = None) -> None:
         self.url, self.headers = url, headers or {}

@@ -35,7 +35,7 @@ def _readable_since(
 ) -> datetime | None:
     """Return the study's creation time when `user` may read it, None otherwise.
 
-    The creation time tells a study from a later one that took its id.
+    The creation time distinguishes a study from a later one that took its id.
     """
     with session_scope(sessions) as session:
         if user is not None:

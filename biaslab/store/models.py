@@ -99,7 +99,7 @@ class Run(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None]
     # Histograms of the training set's features, on the same bins as the snapshots. None is
-    # stored as SQL NULL, so `IS NULL` tells whether a run has them without reading the JSON.
+    # stored as SQL NULL, so `IS NULL` shows whether a run has them without reading the JSON.
     training_histograms: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Why a queued run is not training yet (its owner's limit of runs in flight); None otherwise.
     waiting_reason: Mapped[str | None] = mapped_column(String(500))
