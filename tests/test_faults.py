@@ -265,7 +265,10 @@ def waiting_messages(broker_url: str) -> int:
 @pytest.mark.timeout(900)
 def test_run_survives_ten_worker_kills(settings, sessions, start_worker):
     """SIGKILL the worker 10 times during one run; it resumes each time and ends succeeded."""
-    steps, every = 300, 20
+    # Each kill needs one snapshot interval of progress plus the polling
+    # overshoot; 1,000 steps leave about 100 per kill, so the run cannot end
+    # before the last kill even when a fast worker races past its target.
+    steps, every = 1000, 20
     _, run_id = create_run(sessions, study_design(steps=steps, snapshot_every=every, batch_size=8))
     queue = RunQueue(settings)
     try:
@@ -301,13 +304,16 @@ def test_run_survives_ten_worker_kills(settings, sessions, start_worker):
         # A checkpoint is written right after each snapshot, so once the run has
         # passed resume point + one snapshot interval, it has a newer checkpoint.
         target = resumed_from + every + 1
-        wait_for_run(
+        progressed = wait_for_run(
             sessions,
             run_id,
             lambda run, target=target, owner=previous_owner: (
-                run.lease_owner == owner and run.step > target
+                (run.lease_owner == owner and run.step > target) or run.status.is_terminal
             ),
             f"past step {target} after kill {kill}",
+        )
+        assert not progressed.status.is_terminal, (
+            f"run ended ({progressed.status.value} at step {progressed.step}) before kill {kill}"
         )
         worker.kill()
         at_kill = snapshot_rows(sessions, run_id)
