@@ -511,13 +511,26 @@ def test_render_rejects_invalid_modes(arguments, message):
             },
             "17d371fc28d737ee50700ac49db81a79539ceafbba1d2ec3f54b786dc5eeb222",
         ),
+        (
+            {
+                "counts": [8] * 256,
+                "image_size": 64,
+                "dot_radius": 0.08,
+                "radius_mode": "range",
+                "radius_range": (0.02, 0.12),
+                "seed": 44,
+            },
+            "c8bf4fdb287a15477f5bc7c4684ab748912b6eede22f29ab45034585d81cc625",
+        ),
     ],
 )
 def test_mixed_radius_chunks_render_as_before(arguments, digest):
     # SHA-256 of noisy renders recorded with the renderer that drew each chunk of 128 images
-    # in windows sized for the chunk's largest dot. Here the first chunk has only small dots
-    # and the second only large ones, and pixel offsets round differently with the window's
-    # corner, so drawing in other windows or other runs of chunks must keep each chunk's.
+    # slot by slot, in windows sized for the chunk's largest dot. In the first case the
+    # first chunk has only small dots and the second only large ones, and pixel offsets round
+    # differently with the window's corner. In the third, small and large dots of one image
+    # reach the same pixels, whose value rounds differently when their inks come in another
+    # order than slot by slot.
     arguments = dict(arguments)
     rng = np.random.default_rng(arguments.pop("seed"))
     images = render_counts(np.array(arguments.pop("counts")), noise=0.03, rng=rng, **arguments)

@@ -211,7 +211,9 @@ def _render(
     starts = range(0, counts.size, _CHUNK_IMAGES)
     seeds = rng.integers(0, 2**63, size=len(starts))
     images = np.empty((counts.size, image_size, image_size, 3), dtype=np.float32)
-    threads = _thread_count(len(starts))
+    # While this thread places dots, the others fill chunks, even the only one of a batch.
+    fill_threads = _thread_count(len(starts) + 1)
+    draw_threads = _thread_count(len(starts))
     unfilled: queue.SimpleQueue[int] = queue.SimpleQueue()
     for index in range(len(starts)):
         unfilled.put(index)
@@ -237,11 +239,11 @@ def _render(
             if noise > 0:
                 reflect_into_unit_interval(images[rows], noise)
 
-    with ThreadPoolExecutor(max_workers=max(1, threads - 1)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, fill_threads - 1)) as pool:
         # Placement holds the GIL most of the time and the noise mostly does not, so the other
         # threads fill chunks with noise meanwhile, and this thread joins them afterwards.
         # Another thread that filled chunks meanwhile would share this thread's core.
-        filling = [pool.submit(fill_chunks) for _ in range(threads - 1)]
+        filling = [pool.submit(fill_chunks) for _ in range(fill_threads - 1)]
         radii = layout.radii(counts, rng)
         centres = _place_or_raise(counts, layout, radii, rng)
         colours_drawn = _draw_colours(palette, (counts.size, centres.shape[1]), rng)
@@ -250,9 +252,11 @@ def _render(
 
         # Dots are drawn onto the noisy background, then the sum is reflected. Each thread
         # takes one run of whole chunks.
-        bounds = [_CHUNK_IMAGES * (len(starts) * part // threads) for part in range(threads)]
+        bounds = [
+            _CHUNK_IMAGES * (len(starts) * part // draw_threads) for part in range(draw_threads)
+        ]
         bounds.append(counts.size)
-        finishing = [pool.submit(finish_part, part) for part in range(1, threads)]
+        finishing = [pool.submit(finish_part, part) for part in range(1, draw_threads)]
         finish_part(0)
         _wait_for(finishing)
     return images, radii
@@ -697,11 +701,12 @@ def _coverage_times_ink(
     return coverage
 
 
-# The cost of one more group of dots, counted as pixels drawn per slot. In chunks of 128
-# images of 1-16 dots with radii of 2.6-6.4 pixels (15-pixel windows), a second window size
-# of 11 pixels saved 59,000 pixels, 3,700 per slot, and made drawing 26% slower. Constant-area
-# dots of 2.6-9.6 pixels save 24,000 pixels per slot and draw 40% faster.
-_GROUP_OVERHEAD_PIXELS = 8_000
+# The cost of one more group of dots, counted as pixels drawn per slot: an estimate of a
+# few numpy calls per slot. In chunks of 128 images of 1-16 dots with radii of 2.6-6.4
+# pixels (15-pixel windows), a second window of 11 pixels saves 3,700 pixels per slot and
+# drew 10% faster. Constant-area dots of 2.6-9.6 pixels save 24,000 pixels per slot and
+# draw 2.3 times as fast.
+_GROUP_OVERHEAD_PIXELS = 1_000
 
 
 def _small_window(radii: np.ndarray, patch: int) -> int:
