@@ -21,6 +21,7 @@ def make_spec(
     diffusion_steps: int = 20,
     sampling_steps: int | None = 5,
     schedule: str = "linear",
+    ema_decay: float = 0.9999,
 ) -> RunSpec:
     return RunSpec.model_validate(
         {
@@ -31,6 +32,7 @@ def make_spec(
                 "diffusion_steps": diffusion_steps,
                 "sampling_steps": sampling_steps,
                 "noise_schedule": schedule,
+                "ema_decay": ema_decay,
             },
             "training": {"steps": 10, "snapshot_every": 10, "learning_rate": 1e-3},
         }
@@ -195,6 +197,88 @@ def test_resume_gives_identical_losses() -> None:
     actual = [restored.training_step(images)["loss"].item() for _ in range(2)]
 
     assert actual == expected
+
+
+def test_averaged_weights_follow_warmup_decay() -> None:
+    images = dot_images(4, 32)
+    model = make_ddpm(ema_decay=0.2)
+    trained = []
+    for _ in range(3):
+        model.training_step(images)
+        trained.append(model.denoiser.output.weight.detach().clone())
+
+    # The first update copies the weights. After n updates the next one keeps
+    # min(0.2, (1 + n) / (10 + n)) of the average: 2 / 11 after one, then the cap 0.2.
+    expected = trained[0]
+    expected = expected + (trained[1] - expected) * (1 - 2 / 11)
+    expected = expected + (trained[2] - expected) * (1 - 0.2)
+
+    torch.testing.assert_close(model.averaged.module.output.weight, expected)
+
+
+def test_zero_decay_samples_from_trained_weights() -> None:
+    images = dot_images(4, 32)
+    model = make_ddpm(ema_decay=0.0)
+    for _ in range(3):
+        model.training_step(images)
+    noise = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    steps = torch.full((2,), 10, dtype=torch.long)
+
+    with torch.no_grad():
+        averaged = model.predict_noise(noise, steps, model.averaged.module)
+        trained = model.predict_noise(noise, steps)
+
+    torch.testing.assert_close(averaged, trained)
+
+
+def test_samples_differ_from_trained_weights() -> None:
+    images = dot_images(4, 32)
+    model = make_ddpm()
+    for _ in range(3):
+        model.training_step(images)
+    noise = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    steps = torch.full((2,), 10, dtype=torch.long)
+
+    with torch.no_grad():
+        averaged = model.predict_noise(noise, steps, model.averaged.module)
+        trained = model.predict_noise(noise, steps)
+
+    assert not torch.allclose(averaged, trained), "samples must come from the averaged weights"
+
+
+def test_resume_restores_averaged_weights() -> None:
+    images = dot_images(4, 32)
+    model = make_ddpm(seed=1)
+    for _ in range(3):
+        model.training_step(images)
+    state = copy.deepcopy(model.state_dict())
+    expected = model.sample(2, torch.Generator().manual_seed(5))
+
+    restored = make_ddpm(seed=2)
+    restored.load_state_dict(state)
+    actual = restored.sample(2, torch.Generator().manual_seed(5))
+
+    assert torch.equal(actual, expected)
+    assert int(restored.averaged.n_averaged) == 3
+
+
+def test_old_checkpoint_starts_new_average() -> None:
+    images = dot_images(4, 32)
+    model = make_ddpm(seed=1)
+    for _ in range(3):
+        model.training_step(images)
+    state = copy.deepcopy(model.state_dict())
+    del state["averaged"]
+
+    restored = make_ddpm(seed=2)
+    restored.load_state_dict(state)
+
+    for averaged, trained in zip(
+        restored.averaged.module.parameters(), model.denoiser.parameters(), strict=True
+    ):
+        assert torch.equal(averaged, trained)
+    restored.training_step(images)
+    assert int(restored.averaged.n_averaged) == 1
 
 
 def test_parameter_ratios() -> None:

@@ -71,6 +71,16 @@ class DdpmModel(Strict):
         le=4000,
         description="DDIM steps for snapshot samples; null samples the full schedule.",
     )
+    ema_decay: float = Field(
+        default=0.9999,
+        title="EMA decay",
+        ge=0,
+        lt=1,
+        description=(
+            "Decay of the moving average of the denoiser's weights that samples come from; "
+            "0 samples from the trained weights."
+        ),
+    )
 
     @field_validator("sampling_steps")
     @classmethod

@@ -12,6 +12,11 @@ Sampling runs DDIM with eta = 0 (Song, Meng and Ermon, "Denoising Diffusion
 Implicit Models", 2021) over `sampling_steps` evenly spaced steps, or the
 full ancestral chain of the DDPM paper when `sampling_steps` is None. Each
 step clips its estimate of x0 to [-1, 1].
+
+Samples come from an exponential moving average of the denoiser's weights, as
+in the DDPM paper. The decay after n updates is min(ema_decay, (1 + n) / (10 + n)),
+so the average follows the weights closely early in training and averages over
+about 1 / (1 - ema_decay) steps late in it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 
 from biaslab.design import DdpmModel, Training
 from biaslab.models.base import GenerativeModel, LossTerms
@@ -92,6 +98,8 @@ class Ddpm(GenerativeModel):
         self.denoiser = build_denoiser(config, image_size)
         self.compute.prepare_module(self.denoiser)
         self.optimizer = ScheduledAdam(self.denoiser.parameters(), training)
+        self.ema_decay = config.ema_decay
+        self.averaged = AveragedModel(self.denoiser, multi_avg_fn=self._update_average)
 
         # The schedule is computed in float64 and kept in float32 on the device.
         betas = noise_schedule(config.noise_schedule, config.diffusion_steps)
@@ -110,10 +118,27 @@ class Ddpm(GenerativeModel):
     def train(self, mode: bool = True) -> None:
         self.denoiser.train(mode)
 
-    def predict_noise(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Return the denoiser's noise estimate in float32 for (B, 3, H, W) x at (B,) steps t."""
+    def _update_average(
+        self,
+        averaged: list[torch.Tensor],
+        current: list[torch.Tensor],
+        updates: torch.Tensor | int,
+    ) -> None:
+        """Move the averaged weights towards the current ones after `updates` earlier updates."""
+        n = int(updates)
+        decay = min(self.ema_decay, (1 + n) / (10 + n))
+        torch._foreach_lerp_(averaged, current, 1.0 - decay)
+
+    def predict_noise(
+        self, x: torch.Tensor, t: torch.Tensor, network: torch.nn.Module | None = None
+    ) -> torch.Tensor:
+        """Return the noise estimate in float32 for (B, 3, H, W) x at (B,) steps t.
+
+        `network` defaults to the denoiser in training; sampling passes the averaged one.
+        """
+        network = self.denoiser if network is None else network
         with self.compute.autocast():
-            return self.denoiser(self.compute.prepare_images(x), t).float()
+            return network(self.compute.prepare_images(x), t).float()
 
     def training_step(self, images: torch.Tensor) -> LossTerms:
         x0 = images * 2.0 - 1.0  # (B, 3, H, W) in [-1, 1]
@@ -125,6 +150,7 @@ class Ddpm(GenerativeModel):
         loss = F.mse_loss(self.predict_noise(x_t, t), noise)
         self.optimizer.minimize(loss)
         self.optimizer.advance_schedule()
+        self.averaged.update_parameters(self.denoiser)
         return {"loss": loss.detach()}
 
     def estimate_x0(
@@ -132,7 +158,7 @@ class Ddpm(GenerativeModel):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the clipped estimate of x0 from x_t, and the noise consistent with it."""
         steps = torch.full((x_t.shape[0],), t, device=self.device, dtype=torch.long)
-        noise = self.predict_noise(x_t, steps)
+        noise = self.predict_noise(x_t, steps, self.averaged.module)
         x0 = ((x_t - (1 - alpha_bar).sqrt() * noise) / alpha_bar.sqrt()).clamp(-1.0, 1.0)
         return x0, (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
 
@@ -163,6 +189,7 @@ class Ddpm(GenerativeModel):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         was_training = self.denoiser.training
         self.denoiser.eval()
+        self.averaged.eval()
         try:
             size = self.image_size
             x = torch.randn(n, 3, size, size, generator=generator, device=self.device)
@@ -175,8 +202,17 @@ class Ddpm(GenerativeModel):
             self.denoiser.train(was_training)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"denoiser": self.denoiser.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {
+            "denoiser": self.denoiser.state_dict(),
+            "averaged": self.averaged.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.denoiser.load_state_dict(state["denoiser"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "averaged" in state:
+            self.averaged.load_state_dict(state["averaged"])
+        else:
+            # Checkpoints written before the model kept an average start one from their weights.
+            self.averaged = AveragedModel(self.denoiser, multi_avg_fn=self._update_average)
