@@ -78,21 +78,13 @@ PRESETS: dict[str, dict[PresetName, Preset]] = {
     "wgan_gp": {
         "quick": Preset(
             description=(
-                "Small conv WGAN-GP, z 64, 2,000 steps of batch 64 (32 real images per "
+                "Small conv WGAN-GP, z 64, 3,000 steps of batch 64 (32 real images per "
                 "critic step) with Adam 5e-4 and betas (0.5, 0.9)."
             ),
-            # Trained on dots {2, 4} (seed 0), 63.8% of 1,000 samples were unrecognized;
-            # of all samples 1 dot: 2.0%, 2: 10.3%, 3: 14.3%, 4: 7.3%, 5: 2.0%, 6: 0.3%,
-            # so the recognized peak at 3. The 2,000 steps took 219 s of CPU on one thread
-            # (278 s wall at load average 4-5). Most failures are faint specks, smears and
-            # dots with a dark centre in a coloured rim. Before the model fed its critic
-            # images on [-1, 1], 77-80% stayed unrecognized with these settings, and Adam
-            # 2e-4, Adam 1e-3 with betas (0, 0.9), cosine decay or a batch-normalized
-            # generator did no better. On the [0, 1] scale, Gaussian noise of sigma 0.1 added
-            # to every critic input left 73.0%, and nearest upsampling with 3x3 convolutions
-            # in the generator left 94% at step 1,000, with misshapen dots.
+            # On dots {2, 4}, 52.8% of samples stayed unrecognized after 3,000 steps (64.4% after
+            # 2,000), in 312 s of CPU on one thread. docs/benchmarks.md has the histograms.
             model=WganGpModel(architecture="conv_small", z_dim=64),
-            training=Training(steps=2000, batch_size=64, learning_rate=5e-4),
+            training=Training(steps=3000, batch_size=64, learning_rate=5e-4),
         ),
         "paper": Preset(
             description=(
@@ -109,6 +101,7 @@ PRESETS: dict[str, dict[PresetName, Preset]] = {
                 "Gated conv PixelCNN, 5 logistics, 1,200 steps of batch 16 with Adam 2e-3 "
                 "and cosine decay; 500 samples per snapshot."
             ),
+            # On dots {2, 4}, 48.6% of samples stayed unrecognized, in 410 s of CPU on one thread.
             model=PixelCnnModel(architecture="conv", mixture_components=5),
             training=Training(
                 steps=1200,
@@ -131,13 +124,18 @@ PRESETS: dict[str, dict[PresetName, Preset]] = {
         "quick": Preset(
             description=(
                 "Conv U-Net DDPM, 1,000 cosine-schedule steps, 2,000 steps of batch 32 with "
-                "Adam 1e-3 and cosine decay; DDIM snapshots in 25 steps."
+                "Adam 1e-3 and cosine decay; DDIM snapshots in 25 steps from the trained "
+                "weights."
             ),
+            # Averaged weights lag a model that still changes fast: at step 1,000 they left 93.0%
+            # of samples unrecognized against 80.0%, so this preset samples the trained weights.
+            # TODO: 2,000 steps take 860 s of CPU on one thread and leave 77% unrecognized.
             model=DdpmModel(
                 architecture="conv",
                 diffusion_steps=1000,
                 noise_schedule="cosine",
                 sampling_steps=25,
+                ema_decay=0.0,
             ),
             training=Training(
                 steps=2000,
