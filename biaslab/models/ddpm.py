@@ -127,7 +127,8 @@ class Ddpm(GenerativeModel):
         """Move the averaged weights towards the current ones after `updates` earlier updates."""
         n = int(updates)
         decay = min(self.ema_decay, (1 + n) / (10 + n))
-        torch._foreach_lerp_(averaged, current, 1.0 - decay)
+        for average, weight in zip(averaged, current, strict=True):
+            average.lerp_(weight, 1.0 - decay)
 
     def predict_noise(
         self, x: torch.Tensor, t: torch.Tensor, network: torch.nn.Module | None = None
