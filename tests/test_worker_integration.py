@@ -121,15 +121,17 @@ class WorkerProcess:
             key: value for key, value in os.environ.items() if not key.startswith("BIASLAB_")
         }
         self._env.update(
-            BIASLAB_DATA_DIR=str(settings.data_dir),
-            BIASLAB_DATABASE_URL=settings.resolved_database_url,
-            BIASLAB_BROKER_URL=settings.resolved_broker_url,
-            BIASLAB_DEVICE=settings.device,
-            BIASLAB_HEARTBEAT_SECONDS=str(settings.heartbeat_seconds),
-            # Workers share the cores with pytest and with each other. Torch threads that wait
-            # for a busy core can make each training step several times slower.
-            BIASLAB_TORCH_THREADS="1",
-            **env,
+            {
+                "BIASLAB_DATA_DIR": str(settings.data_dir),
+                "BIASLAB_DATABASE_URL": settings.resolved_database_url,
+                "BIASLAB_BROKER_URL": settings.resolved_broker_url,
+                "BIASLAB_DEVICE": settings.device,
+                "BIASLAB_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
+                # Workers share the cores with pytest and with each other. Torch threads that
+                # wait for a busy core can make each training step several times slower.
+                "BIASLAB_TORCH_THREADS": "1",
+                **env,
+            }
         )
         self._process: subprocess.Popen[bytes] | None = None
 

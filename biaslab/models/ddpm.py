@@ -99,7 +99,7 @@ class Ddpm(GenerativeModel):
         self.compute.prepare_module(self.denoiser)
         self.optimizer = ScheduledAdam(self.denoiser.parameters(), training)
         self.ema_decay = config.ema_decay
-        self.averaged = AveragedModel(self.denoiser, multi_avg_fn=self._update_average)
+        self.averaged = self._new_average()
 
         # The schedule is computed in float64 and kept in float32 on the device.
         betas = noise_schedule(config.noise_schedule, config.diffusion_steps)
@@ -118,10 +118,14 @@ class Ddpm(GenerativeModel):
     def train(self, mode: bool = True) -> None:
         self.denoiser.train(mode)
 
+    def _new_average(self) -> AveragedModel:
+        """Return a moving average that starts from the denoiser's current weights."""
+        return AveragedModel(self.denoiser, multi_avg_fn=self._update_average)
+
     def _update_average(
         self,
-        averaged: list[torch.Tensor],
-        current: list[torch.Tensor],
+        averaged: tuple[torch.Tensor, ...] | list[torch.Tensor],
+        current: tuple[torch.Tensor, ...] | list[torch.Tensor],
         updates: torch.Tensor | int,
     ) -> None:
         """Move the averaged weights towards the current ones after `updates` earlier updates."""
@@ -216,4 +220,4 @@ class Ddpm(GenerativeModel):
             self.averaged.load_state_dict(state["averaged"])
         else:
             # Checkpoints written before the model kept an average start one from their weights.
-            self.averaged = AveragedModel(self.denoiser, multi_avg_fn=self._update_average)
+            self.averaged = self._new_average()
