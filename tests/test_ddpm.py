@@ -216,9 +216,10 @@ def test_averaged_weights_follow_warmup_decay() -> None:
     torch.testing.assert_close(model.averaged.module.output.weight, expected)
 
 
-def test_zero_decay_samples_from_trained_weights() -> None:
+def noise_estimates_after_training(**changes: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train 3 steps, then return the averaged and the trained weights' estimates of one input."""
     images = dot_images(4, 32)
-    model = make_ddpm(ema_decay=0.0)
+    model = make_ddpm(**changes)
     for _ in range(3):
         model.training_step(images)
     noise = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -227,21 +228,17 @@ def test_zero_decay_samples_from_trained_weights() -> None:
     with torch.no_grad():
         averaged = model.predict_noise(noise, steps, model.averaged.module)
         trained = model.predict_noise(noise, steps)
+    return averaged, trained
+
+
+def test_zero_decay_samples_from_trained_weights() -> None:
+    averaged, trained = noise_estimates_after_training(ema_decay=0.0)
 
     torch.testing.assert_close(averaged, trained)
 
 
 def test_samples_differ_from_trained_weights() -> None:
-    images = dot_images(4, 32)
-    model = make_ddpm()
-    for _ in range(3):
-        model.training_step(images)
-    noise = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    steps = torch.full((2,), 10, dtype=torch.long)
-
-    with torch.no_grad():
-        averaged = model.predict_noise(noise, steps, model.averaged.module)
-        trained = model.predict_noise(noise, steps)
+    averaged, trained = noise_estimates_after_training()
 
     assert not torch.allclose(averaged, trained), "samples must come from the averaged weights"
 

@@ -265,9 +265,9 @@ def waiting_messages(broker_url: str) -> int:
 @pytest.mark.timeout(900)
 def test_run_survives_ten_worker_kills(settings, sessions, start_worker):
     """SIGKILL the worker 10 times during one run; it resumes each time and ends succeeded."""
-    # Each kill needs one snapshot interval of progress plus the polling
-    # overshoot; 1,000 steps leave about 100 per kill, so the run cannot end
-    # before the last kill even when a fast worker races past its target.
+    # Each kill needs one snapshot interval of progress plus the steps trained between
+    # polls. 1,000 steps leave about 100 per kill, so a worker that races past its target
+    # still leaves steps for the later kills.
     steps, every = 1000, 20
     _, run_id = create_run(sessions, study_design(steps=steps, snapshot_every=every, batch_size=8))
     queue = RunQueue(settings)
