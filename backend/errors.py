@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from backend.allowed_values import allowed_text, field_schema
 from biaslab.design import DATASET_FAMILIES, MODEL_KINDS
 from biaslab.design.base import error_location
 
@@ -30,6 +31,13 @@ HIDDEN = "(hidden)"
 # ("dataset", "dots", "counts"); users know the field as "dataset.counts".
 _UNION_TAGS = frozenset(DATASET_FAMILIES + MODEL_KINDS)
 _UNION_FIELDS = frozenset({"body", "dataset", "model"})
+
+# Pydantic errors of a value of the wrong type: "int_parsing", "float_type", "list_type".
+# Their own message names only the type, so the response adds the field's range.
+_TYPE_ERROR_SUFFIXES = ("_type", "_parsing")
+_TYPE_ERRORS = frozenset({"int_from_float"})
+# Errors whose rule lists the allowed values. A null there means a required value is missing.
+_CHOICE_ERRORS = frozenset({"literal_error", "enum"})
 
 
 def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
@@ -102,11 +110,17 @@ def _echoed_input(value: Any) -> Any:
     return value
 
 
-def describe_error(error: dict[str, Any]) -> dict[str, Any]:
+def is_type_error(error_type: str) -> bool:
+    return error_type.endswith(_TYPE_ERROR_SUFFIXES) or error_type in _TYPE_ERRORS
+
+
+def describe_error(error: dict[str, Any], allowed: str | None = None) -> dict[str, Any]:
     """Add `field` and a one-line `message` to one pydantic error.
 
     An error of a rule over several fields is moved to the field it names, with
     that field's value in place of the whole model's (`biaslab.design.base.field_error`).
+    `allowed` describes the values the field takes ("an integer from 1 to 16"); the
+    message of a type error or a missing value then states it.
     """
     located, value = error_location(error)
     loc = list(located)
@@ -119,6 +133,7 @@ def describe_error(error: dict[str, Any]) -> dict[str, Any]:
     if any(part in SECRET_FIELDS for part in loc):
         value = HIDDEN
     rule = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    error_type = str(error.get("type", ""))
     if error.get("type") == "json_invalid":
         # FastAPI puts the character offset of a JSON syntax error in `loc`, after
         # "body", and the decoder's reason in `ctx`.
@@ -129,6 +144,15 @@ def describe_error(error: dict[str, Any]) -> dict[str, Any]:
         message = f"{field}: invalid JSON{where}: {context.get('error', rule)}"
     elif error.get("type") == "missing":
         message = f"{field}: missing, this field is required"
+        if allowed is not None:
+            message += f", use {allowed}"
+    elif value is None and (is_type_error(error_type) or error_type in _CHOICE_ERRORS):
+        # The designer sends a blank number box as null, so "None is invalid" would
+        # read as a Python value the user never typed.
+        required = f"{field}: no value (null), this field is required"
+        message = f"{required}, use {allowed}" if allowed else f"{required}: {rule}"
+    elif is_type_error(error_type) and allowed is not None:
+        message = f"{field}: {_shown_value(value)} is invalid: Input should be {allowed}"
     else:
         message = f"{field}: {_shown_value(value)} is invalid: {rule}"
     return {
@@ -142,9 +166,26 @@ def describe_error(error: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_for(request: Request, error: dict[str, Any]) -> str | None:
+    """Return what the field of a type error or missing value allows, where the schema states it."""
+    error_type = str(error.get("type", ""))
+    needs_rule = error_type == "missing" or is_type_error(error_type)
+    if not needs_rule and not (error_type in _CHOICE_ERRORS and error.get("input") is None):
+        return None
+    found = field_schema(request, list(error.get("loc", ())))
+    if found is None:
+        return None
+    schema, nullable = found
+    whole = schema.get("type") in ("object", None) or schema.get("format") == "binary"
+    if error_type == "missing" and whole:
+        # For a missing section or file, "use an object" or "use a file" would add nothing.
+        return None
+    return allowed_text(schema, nullable)
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = [describe_error(error) for error in exc.errors()]
+    details = [describe_error(error, _allowed_for(request, error)) for error in exc.errors()]
     return JSONResponse(status_code=422, content=jsonable_encoder({"detail": details}))
 
 

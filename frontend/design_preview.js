@@ -3,6 +3,7 @@
 
 import { ApiError, clearError, postForBlob, postJson, showError } from "/static/api.js";
 import { renderFigure } from "/static/charts.js";
+import { fieldSummary } from "/static/field_errors.js";
 
 const REFRESH_DELAY_MS = 300;
 
@@ -42,7 +43,10 @@ class LatestRequest {
 }
 
 export class DatasetPreview {
-  /** `readDataset` returns the dataset design; `onInvalid(items)` receives its 422 items. */
+  /**
+   * `readDataset` returns the dataset design. `onInvalid(items)` receives its 422 items
+   * and returns those it could not show next to a field.
+   */
   constructor({ readDataset, onValid, onInvalid }) {
     this.readDataset = readDataset;
     this.onValid = onValid;
@@ -106,11 +110,13 @@ export class DatasetPreview {
       }
       this.image.hidden = true;
       const items = error instanceof ApiError ? datasetItems(error.items) : [];
-      showError(this.error, items.length ? new ApiError(error.status, error.message, items) : error);
-      this.frame.dataset.state = "invalid";
       if (error instanceof ApiError && error.status === 422) {
-        this.onInvalid(items);
+        const unplaced = this.onInvalid(items);
+        showError(this.error, fieldSummary(error, items, unplaced));
+      } else {
+        showError(this.error, items.length ? new ApiError(error.status, error.message, items) : error);
       }
+      this.frame.dataset.state = "invalid";
     } finally {
       if (this.imageRequest.isCurrent(controller)) {
         this.frame.setAttribute("aria-busy", "false");
@@ -136,8 +142,12 @@ export class DatasetPreview {
       }
       // The preview reports an invalid design next to its fields; here the charts just go.
       this.removeCharts([...this.charts.children]);
-      const items = error instanceof ApiError ? datasetItems(error.items) : [];
-      showError(this.chartsError, items.length ? new ApiError(error.status, error.message, items) : error);
+      if (error instanceof ApiError && error.status === 422) {
+        showError(this.chartsError, new Error("No histograms until the dataset design is valid."));
+      } else {
+        const items = error instanceof ApiError ? datasetItems(error.items) : [];
+        showError(this.chartsError, items.length ? new ApiError(error.status, error.message, items) : error);
+      }
       this.charts.dataset.state = "invalid";
     } finally {
       if (this.histogramRequest.isCurrent(controller)) {

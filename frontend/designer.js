@@ -4,7 +4,7 @@
 import { ApiError, ENDED_STATUSES, clearError, formatTimestamp, getJson, postJson, showError } from "/static/api.js";
 import { statusBadge } from "/static/charts.js";
 import { DatasetPreview } from "/static/design_preview.js";
-import { FieldErrors } from "/static/field_errors.js";
+import { FieldErrors, fieldSummary } from "/static/field_errors.js";
 import { ParameterCounts, PresetPicker } from "/static/model_choices.js";
 import { SchemaForm } from "/static/schema_form.js";
 import { watchRunCount } from "/static/run_count.js";
@@ -98,11 +98,14 @@ async function submitDesign(event) {
     window.location.assign(`/studies/${study.id}`);
   } catch (error) {
     state.textContent = "";
-    // Every message goes in the summary under the button, and each also next to its field.
-    showError(byId("form-errors"), error);
+    // Each message goes next to its field. The summary under the button names those fields
+    // and repeats in full only the messages that no field shows.
     if (error instanceof ApiError && error.status === 422) {
-      errors.show("submit", error.items);
+      const unplaced = errors.show("submit", error.items);
+      showError(byId("form-errors"), fieldSummary(error, error.items, unplaced));
       errors.firstInvalid()?.focus();
+    } else {
+      showError(byId("form-errors"), error);
     }
     button.disabled = false;
   }
@@ -197,7 +200,7 @@ function wireLiveViews() {
     onValid: () => errors.clear("preview"),
     onInvalid: (items) => {
       errors.clear("preview");
-      errors.show("preview", items);
+      return errors.show("preview", items);
     },
   });
   const counts = new ParameterCounts({
@@ -207,7 +210,7 @@ function wireLiveViews() {
     onValid: () => errors.clear("parameters"),
     onInvalid: (items) => {
       errors.clear("parameters");
-      errors.show("parameters", items);
+      return errors.show("parameters", items);
     },
   });
   const presets = new PresetPicker({

@@ -2,8 +2,11 @@
 //
 // Several requests check parts of the design (the preview checks the dataset, the
 // parameter count the model, the submit everything), so each message line records
-// the sources that reported it, and each source replaces only its own lines.
+// the sources that reported it, and each source replaces only its own lines. Each
+// message appears once, next to its field: the boxes that summarize a request's errors
+// name those fields and repeat only the messages that no field shows.
 
+import { ApiError } from "/static/api.js";
 import { fieldId } from "/static/schema_form.js";
 
 // "dataset.held_out[2].shapes[0]" -> ["dataset", "held_out", "[2]", "shapes", "[0]"].
@@ -13,6 +16,24 @@ function pathParts(field) {
 
 function joinParts(parts) {
   return parts.reduce((path, part) => (part.startsWith("[") || !path ? path + part : `${path}.${part}`), "");
+}
+
+/**
+ * Return the error for a summary box after `items` of a 422 `error` were shown next to
+ * their fields: the messages in `unplaced` in full, and the names of the other fields.
+ */
+export function fieldSummary(error, items, unplaced) {
+  const placed = items.filter((item) => !unplaced.includes(item));
+  const fields = [...new Set(placed.map((item) => item.field))];
+  const lines = [...unplaced];
+  if (fields.length) {
+    const noun = fields.length === 1 ? "field" : "fields";
+    lines.push({ field: null, message: `Fix the marked ${noun}: ${fields.join(", ")}.` });
+  }
+  if (!lines.length) {
+    return error;
+  }
+  return new ApiError(error.status, lines.map((line) => line.message).join("\n"), lines);
 }
 
 export class FieldErrors {

@@ -2,6 +2,7 @@
 // shown next to the architecture choice, and presets that fill the model and training.
 
 import { ApiError, clearError, getJson, postJson, showError } from "/static/api.js";
+import { fieldSummary } from "/static/field_errors.js";
 
 const REFRESH_DELAY_MS = 300;
 
@@ -22,7 +23,8 @@ function parameterItems(items) {
 export class ParameterCounts {
   /**
    * `readModel` returns the model design and `readImageSize` the dataset's image size;
-   * `onValid()` and `onInvalid(items)` report whether the server accepted the model.
+   * `onValid()` and `onInvalid(items)` report whether the server accepted the model, and
+   * `onInvalid` returns the items it could not show next to a field.
    */
   constructor({ modelBox, readModel, readImageSize, onValid, onInvalid }) {
     this.modelBox = modelBox;
@@ -97,11 +99,13 @@ export class ParameterCounts {
       // A failed request is tried again at the next change, even with the same design.
       this.lastBody = null;
       this.table.hidden = true;
-      showError(this.error, new Error(`Parameter counts unavailable: ${error.message}`));
-      this.panel.dataset.state = "invalid";
+      let reason = error;
       if (error instanceof ApiError && error.status === 422) {
-        this.onInvalid(parameterItems(error.items));
+        const items = parameterItems(error.items);
+        reason = fieldSummary(error, items, this.onInvalid(items));
       }
+      showError(this.error, new Error(`Parameter counts unavailable: ${reason.message}`));
+      this.panel.dataset.state = "invalid";
     }
   }
 

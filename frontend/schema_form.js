@@ -32,6 +32,11 @@ export function fieldId(path) {
   return path.replace(/[^A-Za-z0-9]+/g, "-").replace(/-$/, "");
 }
 
+/** Return the label of property `name`: its schema title, else its name in sentence case. */
+export function fieldTitle(name, schema) {
+  return schema?.title || capitalized(name.replaceAll("_", " "));
+}
+
 /** Builds widgets for the schemas under one root schema, whose `$defs` they may reference. */
 export class SchemaForm {
   constructor(rootSchema, options = {}) {
@@ -122,6 +127,20 @@ export class SchemaForm {
       const variant = this.resolve(option);
       return { tag: variant.properties?.[property]?.const, schema: variant };
     });
+  }
+
+  /**
+   * Return the labels of the fields of a design section, by property name, as the form
+   * shows them. For a union, the variant is the one that `value` names ("family": "dots").
+   */
+  fieldTitles(rawSchema, value) {
+    let { schema } = this.unwrap(rawSchema);
+    if (this.kindOf(schema) === "union") {
+      const tag = value?.[schema.discriminator.propertyName];
+      schema = this.variants(schema).find((variant) => variant.tag === tag)?.schema ?? {};
+    }
+    const properties = Object.entries(schema.properties || {});
+    return Object.fromEntries(properties.map(([name, property]) => [name, fieldTitle(name, this.resolve(property))]));
   }
 
   // ---- Starting values ----
@@ -312,7 +331,7 @@ export class SchemaForm {
     const raw = this.resolve(rawSchema);
     const { schema, nullable } = this.unwrap(raw);
     const kind = this.kindOf(schema);
-    const title = raw.title || capitalized(name.replaceAll("_", " "));
+    const title = fieldTitle(name, raw);
     const widget = this.widget(path, raw, title);
     if (kind === "union" || kind === "object") {
       return { element: widget.element, widget, kind };

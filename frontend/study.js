@@ -13,6 +13,7 @@ import {
 import { canChangeStudy, currentAccount } from "/static/account.js";
 import { formatShare, renderFigure, unrecognizedShare, updateStatusBadge } from "/static/charts.js";
 import { startCompare } from "/static/compare.js";
+import { SchemaForm, fieldTitle } from "/static/schema_form.js";
 
 const byId = (id) => document.getElementById(id);
 
@@ -39,33 +40,11 @@ function setLiveStatus(text, state) {
 
 // ---- Design summary ----
 
-// Labels of design fields whose names alone read poorly; other fields get their name.
-const FIELD_LABELS = {
-  counts: "Dot counts",
-  weights: "Weights",
-  image_size: "Image size",
-  noise: "Pixel noise",
-  dot_radius: "Dot radius (fraction of the width)",
-  training_images: "Training set",
-  kind: "Kind",
-  z_dim: "Latent size",
-  beta: "KL weight (beta)",
-  kl_warmup_steps: "KL warmup steps",
-  lr_schedule: "Learning-rate schedule",
-  adam_betas: "Adam betas",
-  snapshot_every: "Snapshot every (steps)",
-};
-
 // Meanings of unset (null) fields, where a field's null means more than "not set".
 const NULL_MEANINGS = {
   weights: "equal",
   training_images: "fresh images at every step",
 };
-
-function fieldLabel(name) {
-  const label = FIELD_LABELS[name] ?? name.replaceAll("_", " ");
-  return label.charAt(0).toUpperCase() + label.slice(1);
-}
 
 function formatValue(name, value) {
   if (value === null || value === undefined) {
@@ -83,19 +62,22 @@ function formatValue(name, value) {
   return String(value);
 }
 
-// Rows of [label, value] for every field of one design section, in the stored order.
-function describeSection(section, skipped = []) {
+// Rows of [label, value] for every field of one design section, in the stored order. The
+// labels are the designer's, taken from the design schema. Where that schema could not be
+// loaded (`schema` is null) or no longer has a field, the label is made from the field name.
+function describeSection(schema, sectionName, section, skipped = []) {
+  const titles = schema ? new SchemaForm(schema).fieldTitles(schema.properties[sectionName], section) : {};
   return Object.entries(section ?? {})
     .filter(([name]) => !skipped.includes(name))
-    .map(([name, value]) => [fieldLabel(name), formatValue(name, value)]);
+    .map(([name, value]) => [titles[name] ?? fieldTitle(name), formatValue(name, value)]);
 }
 
-function describeDesign(study) {
+function describeDesign(study, schema) {
   const { dataset, model, training, sweep } = study.design;
   const groups = [
-    [`Dataset: ${dataset.family}`, describeSection(dataset, ["family"])],
-    [`Model: ${model.kind}`, describeSection(model, ["kind"])],
-    ["Training", describeSection(training)],
+    [`Dataset: ${dataset.family}`, describeSection(schema, "dataset", dataset, ["family"])],
+    [`Model: ${model.kind}`, describeSection(schema, "model", model, ["kind"])],
+    ["Training", describeSection(schema, "training", training)],
   ];
   if (sweep?.length) {
     // Each axis with its value labels; a run takes one value of every axis.
@@ -108,7 +90,7 @@ function describeDesign(study) {
   return groups;
 }
 
-function renderStudyHeader(study) {
+function renderStudyHeader(study, schema) {
   document.title = `biaslab — ${study.name}`;
   byId("study-name").textContent = study.name;
   const owner = study.owner ? `, owned by ${study.owner}${study.private ? " (private)" : ""}` : "";
@@ -120,7 +102,7 @@ function renderStudyHeader(study) {
     `Study ${study.id}, created ${formatTimestamp(study.created_at)}${owner}${origin}${readOnly}`;
   byId("variant-link").href = `/?from=${study.id}`;
 
-  const groups = describeDesign(study).map(([title, rows]) => {
+  const groups = describeDesign(study, schema).map(([title, rows]) => {
     const group = document.createElement("div");
     group.className = "design-group";
     const heading = document.createElement("h2");
@@ -301,7 +283,7 @@ function showScores(card, scores) {
   card.scores.hidden = entries.length === 0;
   const rows = entries.flatMap(([name, value]) => {
     const term = document.createElement("dt");
-    term.textContent = fieldLabel(name);
+    term.textContent = fieldTitle(name);
     const detail = document.createElement("dd");
     detail.dataset.score = name;
     detail.textContent = typeof value === "number" ? value.toFixed(3) : "undefined";
@@ -548,6 +530,8 @@ async function start() {
     return;
   }
 
+  // The design schema gives the field labels; without it the summary still shows every field.
+  const schemaRequest = getJson("/api/design/schema").catch(() => null);
   let study;
   try {
     study = await getJson(`/api/studies/${studyId}`);
@@ -557,7 +541,7 @@ async function start() {
   }
   design = study.design;
   canChange = canChangeStudy(await currentAccount(), study);
-  renderStudyHeader(study);
+  renderStudyHeader(study, await schemaRequest);
   for (const run of study.runs) {
     showTrainingCells(createCard(run));
   }

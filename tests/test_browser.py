@@ -364,14 +364,14 @@ def test_invalid_count_shows_server_message(
         counts_error.wait_for(state="visible")
         assert field_name in counts_error.inner_text()
         assert page.locator("#dataset-counts").get_attribute("aria-invalid") == "true"
-        # Every message of the server's response is shown, in the server's words.
-        summary = page.locator("#form-errors").inner_text()
+        # Each message is shown once, in the server's words, next to its field. The
+        # summary under the button and the preview box name the field.
+        page_text = page.locator("body").inner_text()
         for message in messages:
-            assert message in summary
-
-        # The preview rejects the same dataset, with its own message.
+            assert page_text.count(message) == 1, message
+        assert "dataset.counts" in page.locator("#form-errors").inner_text()
         page.locator("#preview-error").wait_for(state="visible")
-        assert "counts" in page.locator("#preview-error").inner_text()
+        assert "dataset.counts" in page.locator("#preview-error").inner_text()
 
         assert page.evaluate("location.pathname") == "/"
         assert page.locator("#submit-study").is_enabled()

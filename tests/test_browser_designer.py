@@ -277,7 +277,9 @@ def test_unplaceable_dots_message_on_counts(tab: Tab, lab: Lab, tmp_path: Path) 
         error.wait_for(state="visible")
         assert error.inner_text().startswith("dataset.counts: [16] is invalid: counts [16] do not")
         assert page.locator("#dataset-error").is_hidden()
-        assert "dataset.counts: " in page.locator("#preview-error").inner_text()
+        # The preview box names the field; the message itself is shown only beside it.
+        assert "dataset.counts" in page.locator("#preview-error").inner_text()
+        assert "do not fit" not in page.locator("#preview-error").inner_text()
         page.locator("#histograms-error").wait_for(state="visible")
         assert page.locator('#histograms [data-testid="histogram"]').count() == 0
     assert tab.errors == []
@@ -558,6 +560,64 @@ def test_submit_invalid_training_shows_message(tab: Tab, lab: Lab, tmp_path: Pat
         error.wait_for(state="hidden")
         assert page.locator("#training-snapshot-every").get_attribute("aria-invalid") is None
     assert lab.get("/api/studies")["count"] == studies_before
+
+
+def test_blank_number_message_shown_once(tab: Tab, lab: Lab, tmp_path: Path) -> None:
+    page = tab.page
+    message = "dataset.noise: no value (null), this field is required, use a number from 0 to 0.3"
+    with explain_failure(tab, lab, tmp_path / "designer-blank-number.png"):
+        open_designer(page, lab)
+        wait_for_views(page)
+
+        # A blank box is sent as null: the preview, the histograms and the submit reject it.
+        with page.expect_response(
+            lambda response: (
+                response.url.endswith("/api/datasets/preview") and response.status == 422
+            )
+        ):
+            page.fill("#dataset-noise", "")
+        error = page.locator("#dataset-noise-error")
+        error.wait_for(state="visible")
+        page.locator("#histograms-error").wait_for(state="visible")
+        with page.expect_response(is_post_response("/api/studies")) as response_info:
+            page.click("#submit-study")
+        assert response_info.value.status == 422
+        page.locator("#form-errors").wait_for(state="visible")
+
+        assert error.inner_text() == message
+        assert page.locator("body").inner_text().count(message) == 1
+        assert "None is invalid" not in page.locator("body").inner_text()
+        assert "dataset.noise" in page.locator("#form-errors").inner_text()
+        assert "dataset.noise" in page.locator("#preview-error").inner_text()
+        assert page.locator("#dataset-noise").get_attribute("aria-invalid") == "true"
+    assert tab.errors == []
+
+
+def test_study_page_uses_designer_labels(tab: Tab, lab: Lab, tmp_path: Path) -> None:
+    page = tab.page
+    body = {
+        "name": "designer labels",
+        "dataset": DOTS_START,
+        "model": {"kind": "ddpm", "architecture": "conv_small"},
+        "training": {"steps": 20, "snapshot_every": 10, "batch_size": 8},
+    }
+    response = lab.post("/api/studies", body)
+    assert response.status_code == 201, response.text
+    study_id = response.json()["id"]
+    ddpm = SCHEMA["$defs"]["DdpmModel"]["properties"]
+    with explain_failure(tab, lab, tmp_path / "study-labels.png"):
+        page.goto(f"{lab.base_url}/studies/{study_id}")
+        model_group = page.locator("#design-summary .design-group", has_text="Model: ddpm")
+        model_group.wait_for()
+        labels = model_group.locator("dt").all_inner_texts()
+        assert "EMA decay" in labels
+        assert labels == [ddpm[name]["title"] for name in ddpm if name != "kind"]
+
+        # The designer shows the same labels for the same fields.
+        page.goto(f"{lab.base_url}/?from={study_id}")
+        wait_for_counts(page, "ddpm")
+        assert page.locator('label[for="model-ema-decay"]').inner_text().startswith("EMA decay")
+    assert tab.errors == []
 
 
 def is_post_response(path: str) -> Any:

@@ -1,4 +1,4 @@
-"""422 items of rules over several design fields: they name the field to fix and its value."""
+"""422 items: they name the field to fix and its value, and for a type error what it allows."""
 
 from __future__ import annotations
 
@@ -164,3 +164,123 @@ def test_invalid_json_body_message(client):
     assert item["message"] == "body: invalid JSON at character 32: Expecting ',' delimiter"
     assert item["loc"] == ["body", 32], "loc keeps FastAPI's offset"
     assert item["input"] is None
+
+
+# (section, field, value sent, the message in full)
+TYPE_ERROR_CASES = [
+    (
+        "training",
+        "steps",
+        "abc",
+        "training.steps: 'abc' is invalid: Input should be an integer from 1 to 1000000",
+    ),
+    (
+        "training",
+        "seed",
+        1.5,
+        "training.seed: 1.5 is invalid: Input should be an integer from 0 to 2147483647",
+    ),
+    (
+        "dataset",
+        "noise",
+        "low",
+        "dataset.noise: 'low' is invalid: Input should be a number from 0 to 0.3",
+    ),
+    (
+        "dataset",
+        "counts",
+        "2, 4",
+        "dataset.counts: '2, 4' is invalid: Input should be a list of 1 to 16 items",
+    ),
+    (
+        "training",
+        "learning_rate",
+        None,
+        "training.learning_rate: no value (null), this field is required, "
+        "use a number above 0 and at most 1",
+    ),
+    (
+        "training",
+        "device",
+        None,
+        "training.device: no value (null), this field is required, use 'cpu' or 'gpu'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("section", "field", "value", "message"), TYPE_ERROR_CASES)
+def test_type_error_states_allowed(client, section, field, value, message):
+    body = copy.deepcopy(EXAMPLE_STUDY)
+    body[section][field] = value
+    response = client.post("/api/studies", json=body)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["field"] == f"{section}.{field}"
+    assert item["message"] == message
+    assert item["input"] == value
+
+
+def test_null_number_states_range(client):
+    body = copy.deepcopy(EXAMPLE_STUDY)
+    body["model"] = {"kind": "ddpm", "ema_decay": None}
+    response = client.post("/api/studies", json=body)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["message"] == (
+        "model.ema_decay: no value (null), this field is required, "
+        "use a number at least 0 and below 1"
+    )
+    assert "None" not in item["message"]
+
+
+def test_type_error_of_nullable_field(client):
+    body = copy.deepcopy(EXAMPLE_STUDY)
+    body["model"] = {"kind": "ddpm", "sampling_steps": "many"}
+    response = client.post("/api/studies", json=body)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["message"] == (
+        "model.sampling_steps: 'many' is invalid: Input should be an integer from 1 to 4000, "
+        "or null"
+    )
+
+
+def test_dataset_type_error_states_range(client):
+    response = client.post(
+        "/api/datasets/preview", json={"family": "dots", "counts": [2, "x"], "noise": None}
+    )
+    assert response.status_code == 422, response.text
+    messages = [item["message"] for item in response.json()["detail"]]
+    assert messages == [
+        "counts[1]: 'x' is invalid: Input should be an integer from 1 to 16",
+        "noise: no value (null), this field is required, use a number from 0 to 0.3",
+    ]
+
+
+def test_query_type_error_states_range(client):
+    response = client.get("/api/studies", params={"limit": "all"})
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["message"] == "limit: 'all' is invalid: Input should be an integer from 1 to 500"
+
+
+def test_missing_number_states_range(client):
+    body = copy.deepcopy(EXAMPLE_STUDY)
+    del body["name"]
+    response = client.post("/api/studies", json=body)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["message"] == (
+        "name: missing, this field is required, use a string of 1 to 200 characters"
+    )
+
+
+def test_range_error_message_unchanged(client):
+    body = copy.deepcopy(EXAMPLE_STUDY)
+    body["training"]["batch_size"] = 0
+    response = client.post("/api/studies", json=body)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["message"] == (
+        "training.batch_size: 0 is invalid: Input should be greater than or equal to 1"
+    )
