@@ -1,41 +1,12 @@
-"""Pixel noise shared by the renderers: the fast uniform draws and the reflection."""
+"""Pixel noise shared by the renderers: the quantile table, the draws and the reflection."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from biaslab.datasets.noise import _RAW_DRAWS_PER_CALL, _fill_uniform, fill_with_noise
-
-
-def generator_pair(kind: type, seed: int) -> tuple[np.random.Generator, np.random.Generator]:
-    return np.random.Generator(kind(seed)), np.random.Generator(kind(seed))
-
-
-@pytest.mark.parametrize("size", [2, 1_000, 2 * _RAW_DRAWS_PER_CALL + 6, 7])
-@pytest.mark.parametrize("kind", [np.random.PCG64, np.random.Philox])
-def test_fast_uniforms_equal_numpy_random(size, kind):
-    fast_rng, numpy_rng = generator_pair(kind, 31)
-    fast = np.empty(size, dtype=np.float32)
-    expected = np.empty(size, dtype=np.float32)
-    _fill_uniform(fast, fast_rng)
-    numpy_rng.random(dtype=np.float32, out=expected)
-    assert np.array_equal(fast, expected), f"{kind.__name__}, {size} values differ"
-    assert fast_rng.random() == numpy_rng.random(), "the generators moved apart"
-    assert fast_rng.random(dtype=np.float32) == numpy_rng.random(dtype=np.float32), (
-        "the generators hold different halves of a 64-bit output"
-    )
-
-
-def test_fast_uniforms_after_odd_draws():
-    fast_rng, numpy_rng = generator_pair(np.random.PCG64, 32)
-    fast_rng.random(dtype=np.float32)  # leaves half of a 64-bit output for the next draw
-    numpy_rng.random(dtype=np.float32)
-    fast = np.empty(64, dtype=np.float32)
-    expected = np.empty(64, dtype=np.float32)
-    _fill_uniform(fast, fast_rng)
-    numpy_rng.random(dtype=np.float32, out=expected)
-    assert np.array_equal(fast, expected), "values differ after an odd number of draws"
+from biaslab.datasets.noise import MAX_SIGMAS, fill_with_noise, reflect_into_unit_interval
 
 
 def test_noise_has_requested_spread_and_white_mean():
@@ -43,3 +14,46 @@ def test_noise_has_requested_spread_and_white_mean():
     fill_with_noise(images, 0.03, np.random.default_rng(33))
     assert abs(images.mean() - 1.0) < 0.001, f"mean {images.mean():.5f}, expected 1"
     assert abs(images.std() - 0.03) < 0.001, f"standard deviation {images.std():.5f}"
+
+
+def test_noise_follows_the_normal_distribution():
+    images = np.empty((40, 32, 32, 3), dtype=np.float32)
+    fill_with_noise(images, 0.05, np.random.default_rng(34))
+    draws = (images.astype(np.float64).ravel() - 1.0) / 0.05
+    result = stats.kstest(draws, "norm")
+    assert result.pvalue > 1e-3, f"draws are not standard normal (KS p = {result.pvalue:.2g})"
+    assert np.abs(draws).max() <= MAX_SIGMAS + 1e-4, f"a draw reached {np.abs(draws).max():.3f}"
+    # About 3 in 1,000 normal draws lie beyond 3 standard deviations.
+    beyond = (np.abs(draws) > 3).mean()
+    assert 0.0015 < beyond < 0.0045, f"{beyond:.4%} of draws beyond 3 standard deviations"
+
+
+def test_noise_depends_only_on_the_generator():
+    first = np.empty((5, 16, 16, 3), dtype=np.float32)
+    second = np.empty_like(first)
+    fill_with_noise(first, 0.03, np.random.default_rng(35))
+    fill_with_noise(second, 0.03, np.random.default_rng(35))
+    assert np.array_equal(first, second), "one seed gave two different noise fields"
+    fill_with_noise(second, 0.03, np.random.default_rng(36))
+    assert not np.array_equal(first, second), "two seeds gave one noise field"
+
+
+def test_noise_refuses_a_strided_view():
+    images = np.empty((4, 16, 16, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        fill_with_noise(images[::2], 0.03, np.random.default_rng(37))
+
+
+@pytest.mark.parametrize("sigma", [0.03, 0.4])
+def test_reflection_folds_into_the_unit_interval(sigma):
+    images = np.empty((8, 16, 16, 3), dtype=np.float32)
+    fill_with_noise(images, sigma, np.random.default_rng(38))
+    images[:, :4] -= 0.9  # a dark patch, as a drawn dot leaves it, near the lower border
+    before = images.copy()
+    reflect_into_unit_interval(images, sigma)
+    assert images.min() >= 0.0 and images.max() <= 1.0, "a value left [0, 1]"
+    # Values inside [0, 1] stay, values in (1, 2] fold back to 2 - v, up to float32 rounding.
+    inside = (before >= 0) & (before <= 1)
+    np.testing.assert_allclose(images[inside], before[inside], atol=1e-6)
+    above = (before > 1) & (before <= 2)
+    np.testing.assert_allclose(images[above], 2 - before[above], atol=1e-6)
