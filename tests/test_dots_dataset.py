@@ -200,7 +200,7 @@ def test_training_set_rejects_unplaceable_design():
         weights=None,
         training_images=None,
     )
-    with pytest.raises(ValueError, match=r"counts \[12\] do not fit.*at most 9 dots fit"):
+    with pytest.raises(ValueError, match=r"counts \[12\] do not fit.*at most 10 dots fit"):
         DotsTrainingSet(design, seed=0)
 
 
@@ -287,13 +287,15 @@ def test_reference_counts_leave_batches_unchanged():
 # Radius modes, colour modes and spacing
 
 
-def test_default_design_renders_as_before_modes_existed():
-    # SHA-256 of this noise-free render, recorded with the renderer before radius modes,
-    # colour modes and spacing were fields. Stored studies reproduce only if it stays equal.
+def test_default_design_renders_pinned_images():
+    # SHA-256 of this noise-free render, recorded when dot placement last changed (grid of
+    # live cells, restarts several at a time). A stored study renders its training images
+    # again from its seed, so a change here gives older studies other images of the same
+    # features.
     design = DotsDataset(counts=[1, 4, 9, 16], image_size=32, noise=0.0)
     batch = render_dots(design, 64, np.random.default_rng(0))
     digest = hashlib.sha256(batch.images.tobytes()).hexdigest()
-    assert digest == "1430a67e794cc57618e5a702cfc94102b72878de16e5713079b43eb1cda14d61", (
+    assert digest == "ff4097d54a81c3e4ac31769628f96b82947252066df94b44bffcd01a231e4ad1", (
         "the default design no longer renders the images it rendered before"
     )
     assert (batch.mean_radii == 0.08).all(), "fixed radius: every mean radius is dot_radius"
@@ -509,7 +511,7 @@ def test_render_rejects_invalid_modes(arguments, message):
                 "min_spacing": 0.5,
                 "seed": 42,
             },
-            "e84ada114ea0b93e29ada8a951dece564d525853869bbfdb90b856d99f1ec22a",
+            "f7439b01e1d4795e5ad21a65da734a090cbc2bcbe6167d8006ec7b01a0dc4631",
         ),
         (
             {
@@ -525,9 +527,10 @@ def test_render_rejects_invalid_modes(arguments, message):
     ],
 )
 def test_mixed_radius_chunks_render_as_before(arguments, digest):
-    # SHA-256 of noisy renders, recorded when the noise last changed (a table of normal
-    # quantiles). The drawing is older: it matched the renderer that drew each chunk of 128
-    # images slot by slot, in windows sized for the chunk's largest dot. In the first case the
+    # SHA-256 of noisy renders, recorded when the noise (a table of normal quantiles) and
+    # dot placement last changed. The drawing is older: it matched the renderer that drew
+    # each chunk of 128 images slot by slot, in windows sized for the chunk's largest dot.
+    # In the first case the
     # first chunk has only small dots and the second only large ones, and pixel offsets round
     # differently with the window's corner. In the third, small and large dots of one image
     # reach the same pixels, whose value rounds differently when their inks come in another
