@@ -120,40 +120,26 @@ def accuracy_tables(n: int) -> None:
             print_row(f"{size}x{size}, {scaled:g}", shares(blurred, values, 3))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--images", type=int, default=10_000, help="renders per accuracy row; 0 skips the tables"
-    )
-    parser.add_argument("--speed-images", type=int, default=8192, help="images per speed pass")
-    parser.add_argument(
-        "--repeats", type=int, default=5, help="number of speed passes; the fastest is reported"
-    )
-    arguments = parser.parse_args()
-
-    load_before = os.getloadavg()[0]
-    print(
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"numpy {np.__version__}, load average {load_before:.2f}\n"
-    )
+def speed_table(images_per_pass: int, repeats: int, load_before: float) -> None:
+    """Print read_pies's rates at 64x64 and 32x32 beside count_dots's in the same run."""
     print("| image size | read_pies, float32 | read_pies, uint8 |")
     print("| --- | --- | --- |")
     rng = np.random.default_rng(7)
     rates = {}
     for size in (64, 32):
-        values = rng.integers(1, 10, size=(arguments.speed_images, 4))
-        colours = np.resize(np.arange(2, 5), arguments.speed_images)
+        values = rng.integers(1, 10, size=(images_per_pass, 4))
+        colours = np.resize(np.arange(2, 5), images_per_pass)
         images = np.concatenate(
             [render(values[colours == k], size, k, 0.03, rng) for k in (2, 3, 4)]
         )
-        as_float, float_cpu = speed(images, arguments.repeats)
-        as_uint8, uint8_cpu = speed(to_uint8(images), arguments.repeats)
+        as_float, float_cpu = speed(images, repeats)
+        as_uint8, uint8_cpu = speed(to_uint8(images), repeats)
         rates[size] = (as_float, as_uint8)
         print(
             f"| {size}x{size} | {as_float:,.0f} images/s ({float_cpu:.1f} us CPU each) | "
             f"{as_uint8:,.0f} images/s ({uint8_cpu:.1f} us CPU each) |"
         )
-    reference, reference_cpu = count_probe_speed(arguments.speed_images, arguments.repeats)
+    reference, reference_cpu = count_probe_speed(images_per_pass, repeats)
     as_float, as_uint8 = rates[64]
     print(
         f"\ncount_dots on 64x64 renders of 1-12 dots, same run: {reference:,.0f} images/s "
@@ -165,6 +151,28 @@ def main() -> None:
         f"{as_float / TARGET_RATE:.2f} (float32), {as_uint8 / TARGET_RATE:.2f} (uint8); "
         f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--images", type=int, default=10_000, help="renders per accuracy row; 0 skips the tables"
+    )
+    parser.add_argument(
+        "--speed-images", type=int, default=8192, help="images per speed pass; 0 skips speed"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="number of speed passes; the fastest is reported"
+    )
+    arguments = parser.parse_args()
+
+    load_before = os.getloadavg()[0]
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"numpy {np.__version__}, load average {load_before:.2f}\n"
+    )
+    if arguments.speed_images > 0:
+        speed_table(arguments.speed_images, arguments.repeats, load_before)
     if arguments.images > 0:
         accuracy_tables(arguments.images)
 
