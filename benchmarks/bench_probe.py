@@ -165,22 +165,8 @@ def mode_table(n: int) -> None:
             )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--images", type=int, default=10_000, help="renders per accuracy row; 0 skips the tables"
-    )
-    parser.add_argument("--speed-images", type=int, default=8192, help="images per speed pass")
-    parser.add_argument(
-        "--repeats", type=int, default=5, help="number of speed passes; the fastest is reported"
-    )
-    arguments = parser.parse_args()
-
-    load_before = os.getloadavg()[0]
-    print(
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"numpy {np.__version__}, load average {load_before:.2f}\n"
-    )
+def speed_table(images_per_pass: int, repeats: int, load_before: float) -> None:
+    """Print the rates of count_dots and read_dots at 64x64 and 32x32, float32 and uint8."""
     print(
         "| image size | count_dots, float32 | count_dots, uint8 | read_dots, float32 "
         "| read_dots, uint8 |"
@@ -189,14 +175,14 @@ def main() -> None:
     rng = np.random.default_rng(7)
     rates = {}
     for size in (64, 32):
-        counts = rng.integers(1, MAX_COUNT + 1, arguments.speed_images)
+        counts = rng.integers(1, MAX_COUNT + 1, images_per_pass)
         images = render_counts(
             counts, image_size=size, dot_radius=DEFAULT_RADIUS, noise=0.03, rng=rng
         )
-        as_float = images_per_second(images, arguments.repeats)
-        as_uint8 = images_per_second(to_uint8(images), arguments.repeats)
-        sizes_float = images_per_second(images, arguments.repeats, read_dots)
-        sizes_uint8 = images_per_second(to_uint8(images), arguments.repeats, read_dots)
+        as_float = images_per_second(images, repeats)
+        as_uint8 = images_per_second(to_uint8(images), repeats)
+        sizes_float = images_per_second(images, repeats, read_dots)
+        sizes_uint8 = images_per_second(to_uint8(images), repeats, read_dots)
         rates[size] = (as_float, as_uint8)
         print(
             f"| {size}x{size} | {as_float:,.0f} images/s | {as_uint8:,.0f} images/s "
@@ -208,6 +194,28 @@ def main() -> None:
         f"{as_float / TARGET_RATE:.2f} (float32), {as_uint8 / TARGET_RATE:.2f} (uint8); "
         f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--images", type=int, default=10_000, help="renders per accuracy row; 0 skips the tables"
+    )
+    parser.add_argument(
+        "--speed-images", type=int, default=8192, help="images per speed pass; 0 skips speed"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="number of speed passes; the fastest is reported"
+    )
+    arguments = parser.parse_args()
+
+    load_before = os.getloadavg()[0]
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"numpy {np.__version__}, load average {load_before:.2f}\n"
+    )
+    if arguments.speed_images > 0:
+        speed_table(arguments.speed_images, arguments.repeats, load_before)
     if arguments.images > 0:
         accuracy_tables(arguments.images)
         mode_table(arguments.images)
