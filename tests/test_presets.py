@@ -46,6 +46,18 @@ def test_quick_preset_fits_a_few_cpu_minutes(kind: str) -> None:
     assert preset.training.steps * preset.training.batch_size <= 400_000
 
 
+@pytest.mark.parametrize("kind", ["pixelcnn", "ddpm"])
+def test_slow_sampler_quick_preset_snapshots_thrice(kind: str) -> None:
+    preset = get_preset(kind, "quick")
+
+    # A snapshot of these kinds runs the network once per pixel (PixelCNN) or once
+    # per DDIM step (DDPM) for every sample. So their quick presets sample three
+    # times, the last at the last step, with 500 samples for the count histogram.
+    assert preset.training.steps // preset.training.snapshot_every == 3
+    assert preset.training.steps % preset.training.snapshot_every == 0
+    assert preset.training.samples_per_snapshot >= 500
+
+
 def test_wgan_gp_paper_uses_published_optimizer() -> None:
     preset = get_preset("wgan_gp", "paper")
 
