@@ -65,6 +65,9 @@ def _shorten(text: str, limit: int) -> str:
 def _shown_value(value: Any) -> str:
     if value == HIDDEN:
         return HIDDEN
+    if isinstance(value, bool):
+        # As the request spelled it in JSON, not Python's True and False.
+        return "true" if value else "false"
     return _shorten(_printable(repr(_redacted(value))), MAX_VALUE_CHARS)
 
 
@@ -172,7 +175,7 @@ def _allowed_for(request: Request, error: dict[str, Any]) -> str | None:
     needs_rule = error_type == "missing" or is_type_error(error_type)
     if not needs_rule and not (error_type in _CHOICE_ERRORS and error.get("input") is None):
         return None
-    found = field_schema(request, list(error.get("loc", ())))
+    found = field_schema(request, list(error_location(error)[0]))
     if found is None:
         return None
     schema, nullable = found

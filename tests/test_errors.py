@@ -284,3 +284,32 @@ def test_range_error_message_unchanged(client):
     assert item["message"] == (
         "training.batch_size: 0 is invalid: Input should be greater than or equal to 1"
     )
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "message"),
+    [
+        (
+            "training",
+            "steps",
+            True,
+            "training.steps: true is invalid: Input should be an integer from 1 to 1000000",
+        ),
+        (
+            "dataset",
+            "noise",
+            False,
+            "dataset.noise: false is invalid: Input should be a number from 0 to 0.3",
+        ),
+    ],
+)
+def test_boolean_for_number_rejected(client, section, field, value, message):
+    body = copy.deepcopy(EXAMPLE_STUDY)
+    body[section][field] = value
+    before = client.get("/api/studies").json()
+    response = client.post("/api/studies", json=body)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["field"] == f"{section}.{field}"
+    assert item["message"] == message
+    assert client.get("/api/studies").json() == before, "a rejected study was stored"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 # The context key of a `field_error` that names the field to change.
@@ -30,6 +31,33 @@ class Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", allow_inf_nan=False, field_title_generator=sentence_case_title
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_booleans_as_numbers(cls, data: Any) -> Any:
+        """Reject true and false for a number field, which lax mode would read as 1 and 0."""
+        if not isinstance(data, Mapping):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(name) if isinstance(name, str) else None
+            if isinstance(value, bool) and field is not None:
+                number = _number_type(field.annotation)
+                if number is not None:
+                    noun = "an integer" if number is int else "a number"
+                    raise PydanticCustomError(
+                        f"{number.__name__}_type",
+                        f"Input should be {noun}, not true or false",
+                        {FIELD_CONTEXT_KEY: name, "value": value},
+                    )
+        return data
+
+
+def _number_type(annotation: Any) -> type | None:
+    """Return int or float for a field annotated with it, optionally with None, else None."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [member for member in get_args(annotation) if member is not type(None)]
+        annotation = members[0] if len(members) == 1 else None
+    return annotation if annotation in (int, float) else None
 
 
 def field_error(field: str, value: Any, message: str) -> PydanticCustomError:
