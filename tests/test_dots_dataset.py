@@ -541,3 +541,19 @@ def test_mixed_radius_chunks_render_as_before(arguments, digest):
     assert hashlib.sha256(images.tobytes()).hexdigest() == digest, (
         "these varied radii no longer render the images that they rendered before"
     )
+
+
+def test_fit_message_offers_spacing_only_above_default():
+    with pytest.raises(ValueError) as default_spacing:
+        check_counts_fit(counts=[16], image_size=64, dot_radius=0.15)
+    assert "min_spacing" not in str(default_spacing.value), (
+        "the default spacing is the smallest allowed, so the message must not suggest less"
+    )
+    with pytest.raises(ValueError) as wide_spacing:
+        check_counts_fit(counts=[16], image_size=64, dot_radius=0.15, min_spacing=1.0)
+    assert "a smaller min_spacing" in str(wide_spacing.value)
+
+
+def test_fit_message_counts_one_dot():
+    with pytest.raises(ValueError, match="at most 1 dot fits at this radius"):
+        check_counts_fit(counts=[2], image_size=64, dot_radius=0.3)

@@ -364,13 +364,17 @@ def check_counts_fit(*, counts: list[int], **layout: Any) -> None:
             f"count that fits is {largest}); change the counts, dot_radius, reference_count or "
             "min_spacing"
         )
+    # Both rules say the same for the default spacing: gaps of 0.1 radii between edges.
     if dots.min_spacing == DEFAULT_MIN_SPACING:
         rule = f"dots need centres more than {MIN_CENTRE_DISTANCE} radii apart"
+        remedies = "use smaller counts or smaller dots"
     else:
         rule = f"dots need gaps of more than {dots.min_spacing:g} radii"
+        remedies = "use smaller counts, smaller dots or a smaller min_spacing"
+    how_many = "1 dot fits" if largest == 1 else f"{largest} dots fit"
     raise ValueError(
-        f"counts {too_many} do not fit {where}: {rule}, and at most {largest} dots fit at "
-        "this radius; use smaller counts, smaller dots or a smaller min_spacing"
+        f"counts {too_many} do not fit {where}: {rule}, and at most {how_many} at this "
+        f"radius; {remedies}"
     )
 
 
