@@ -2,6 +2,9 @@
 // Plotly is the one global: /static/vendor/plotly.min.js loads it with a classic script tag.
 
 const PLOTLY_CONFIG = { responsive: true, displaylogo: false };
+// Charts that follow their container's width. Plotly's `responsive` follows only the window,
+// so a chart drawn alone in a grid row kept its width when a second chart joined the row.
+const resizedCharts = new WeakSet();
 // Below this chart width the figure title is drawn smaller.
 const NARROW_CHART_PX = 520;
 
@@ -23,7 +26,24 @@ export function renderFigure(element, figure, uirevision) {
     const title = typeof layout.title === "string" ? { text: layout.title } : layout.title;
     layout.title = { ...title, font: { ...title.font, size: 12 } };
   }
+  followContainerWidth(element);
   return Plotly.react(element, figure.data || [], layout, PLOTLY_CONFIG);
+}
+
+/** Redraw a chart at its container's size whenever the container's width changes. */
+function followContainerWidth(element) {
+  if (resizedCharts.has(element) || typeof ResizeObserver === "undefined") {
+    return;
+  }
+  resizedCharts.add(element);
+  let width = element.clientWidth;
+  new ResizeObserver(() => {
+    if (element.clientWidth === width || !element.isConnected || !element.data) {
+      return;
+    }
+    width = element.clientWidth;
+    Plotly.Plots.resize(element);
+  }).observe(element);
 }
 
 /** Format a share in 0..1 as a percentage with one decimal, e.g. "71.3%". */

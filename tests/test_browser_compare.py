@@ -95,6 +95,18 @@ def move_slider(page: Any, index: int) -> None:
     )
 
 
+# True once every overlay and heatmap chart is drawn no wider than its box.
+CHARTS_FIT_JS = """
+() => {
+  const charts = [...document.querySelectorAll(".overlay-charts .chart")];
+  return charts.length >= 2 && charts.every((chart) => {
+    const svg = chart.querySelector(".main-svg");
+    return svg !== null && svg.getBoundingClientRect().width <= chart.clientWidth + 1;
+  });
+}
+"""
+
+
 def test_sweep_overlay_slider_and_analysis(
     tab: BrowserPage, server: LabServer, tmp_path: Path
 ) -> None:
@@ -117,6 +129,8 @@ def test_sweep_overlay_slider_and_analysis(
             "training: run 2 (counts 2)",
         ]
         assert page.locator("#study-step-label").inner_text() == "step 30"
+        # Charts drawn before the grid split into columns shrink to their column.
+        page.wait_for_function(CHARTS_FIT_JS, timeout=10_000)
         varying = page.locator('[data-testid="varying-table"]')
         assert varying.locator("thead th").all_inner_texts() == ["Run", "dataset.counts"]
         assert varying.locator("tbody tr").nth(1).inner_text().split("\t") == ["Run 2", "[2]"]
