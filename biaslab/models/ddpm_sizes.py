@@ -1,7 +1,8 @@
 """DDPM denoiser sizes per architecture, and their parameter counts without torch.
 
 - `fc`: an MLP on flattened images (see `biaslab.models.unet.MlpDenoiser`):
-  MLP_WIDTH units and MLP_BLOCKS residual blocks, each given the time step.
+  MLP_WIDTH units and MLP_BLOCKS residual blocks, each given the time step, plus a
+  skip path that scales the noisy image by a factor of the time step.
 - `conv_small`, `conv`, `conv_large`: a U-Net (see `biaslab.models.unet.UNet`)
   whose first level has 22, 32 and 64 channels and whose later levels have
   twice that, one residual block per level on each side and self-attention at
@@ -90,7 +91,7 @@ def mlp_parameter_count(image_size: int, width: int, blocks: int) -> int:
     count = _linear(MLP_TIME_FEATURES, width) + _linear(width, width)
     count += _linear(pixels, width)
     count += blocks * (2 * _linear(width, width) + _linear(width, width))
-    return count + _linear(width, pixels)
+    return count + _linear(width, pixels) + _linear(width, 1)
 
 
 def ddpm_parameter_count(model: DdpmModel, image_size: int) -> int:
