@@ -38,6 +38,9 @@ _TYPE_ERROR_SUFFIXES = ("_type", "_parsing")
 _TYPE_ERRORS = frozenset({"int_from_float"})
 # Errors whose rule lists the allowed values. A null there means a required value is missing.
 _CHOICE_ERRORS = frozenset({"literal_error", "enum"})
+# Errors of a value beyond one bound. Their own message names only that bound, so the
+# response states the field's whole range where its schema gives one.
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 
 
 def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
@@ -154,7 +157,7 @@ def describe_error(error: dict[str, Any], allowed: str | None = None) -> dict[st
         # read as a Python value the user never typed.
         required = f"{field}: no value (null), this field is required"
         message = f"{required}, use {allowed}" if allowed else f"{required}: {rule}"
-    elif is_type_error(error_type) and allowed is not None:
+    elif (is_type_error(error_type) or error_type in _RANGE_ERRORS) and allowed is not None:
         message = f"{field}: {_shown_value(value)} is invalid: Input should be {allowed}"
     else:
         message = f"{field}: {_shown_value(value)} is invalid: {rule}"
@@ -172,7 +175,7 @@ def describe_error(error: dict[str, Any], allowed: str | None = None) -> dict[st
 def _allowed_for(request: Request, error: dict[str, Any]) -> str | None:
     """Return what the field of a type error or missing value allows, where the schema states it."""
     error_type = str(error.get("type", ""))
-    needs_rule = error_type == "missing" or is_type_error(error_type)
+    needs_rule = error_type in _RANGE_ERRORS or error_type == "missing" or is_type_error(error_type)
     if not needs_rule and not (error_type in _CHOICE_ERRORS and error.get("input") is None):
         return None
     found = field_schema(request, list(error_location(error)[0]))

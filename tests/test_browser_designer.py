@@ -252,7 +252,10 @@ def test_family_invalid_value_shows_message(
         error = page.locator(f"{control}-error")
         error.wait_for(state="visible")
         assert error.inner_text().startswith(f"{path}:")
-        assert "less than or equal" in error.inner_text()
+        # The message states the field's whole range, up to the maximum that was exceeded.
+        assert re.search(rf"(to|at most) {re.escape(f'{maximum:g}')}\b", error.inner_text()), (
+            error.inner_text()
+        )
         assert page.locator(control).get_attribute("aria-invalid") == "true"
         page.locator("#preview-error").wait_for(state="visible")
 

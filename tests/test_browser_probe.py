@@ -136,7 +136,7 @@ def test_probe_page_shows_server_errors(
     page.locator("#probe-submit").click()
     page.locator('[data-field="dot_radius"] [data-testid="field-error"]').wait_for()
     (message,) = field_errors(page, "dot_radius")
-    assert "less than or equal to 0.15" in message, message
+    assert "from 0.04 to 0.15" in message, message
     assert field_errors(page, "file") == [], "the earlier file message is cleared"
 
     page.locator("#probe-family").select_option("shapes")

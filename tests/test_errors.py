@@ -275,14 +275,14 @@ def test_missing_number_states_range(client):
     )
 
 
-def test_range_error_message_unchanged(client):
+def test_range_error_states_whole_range(client):
     body = copy.deepcopy(EXAMPLE_STUDY)
     body["training"]["batch_size"] = 0
     response = client.post("/api/studies", json=body)
     assert response.status_code == 422, response.text
     [item] = response.json()["detail"]
     assert item["message"] == (
-        "training.batch_size: 0 is invalid: Input should be greater than or equal to 1"
+        "training.batch_size: 0 is invalid: Input should be an integer from 1 to 1024"
     )
 
 

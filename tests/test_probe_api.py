@@ -236,7 +236,7 @@ def test_dot_radius_limits_are_422(client, dots):
     assert response.status_code == 422
     [error] = response.json()["detail"]
     assert error["message"] == (
-        "dot_radius: '0.2' is invalid: Input should be less than or equal to 0.15"
+        "dot_radius: '0.2' is invalid: Input should be a number from 0.04 to 0.15"
     )
     for text in ("nan", "inf", "-Infinity"):
         not_finite = post(client, data, dot_radius=text)
