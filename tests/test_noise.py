@@ -51,7 +51,8 @@ def test_reflection_folds_into_the_unit_interval(sigma):
     images[:, :4] -= 0.9  # a dark patch, as a drawn dot leaves it, near the lower border
     before = images.copy()
     reflect_into_unit_interval(images, sigma)
-    assert images.min() >= 0.0 and images.max() <= 1.0, "a value left [0, 1]"
+    assert images.min() >= 0.0, f"a value fell to {images.min()}, below 0"
+    assert images.max() <= 1.0, f"a value rose to {images.max()}, above 1"
     # Values inside [0, 1] stay, values in (1, 2] fold back to 2 - v, up to float32 rounding.
     inside = (before >= 0) & (before <= 1)
     np.testing.assert_allclose(images[inside], before[inside], atol=1e-6)

@@ -364,7 +364,7 @@ def check_counts_fit(*, counts: list[int], **layout: Any) -> None:
             f"count that fits is {largest}); change the counts, dot_radius, reference_count or "
             "min_spacing"
         )
-    # Both rules say the same for the default spacing: gaps of 0.1 radii between edges.
+    # At the default spacing both rules mean gaps of 0.1 radii between edges.
     if dots.min_spacing == DEFAULT_MIN_SPACING:
         rule = f"dots need centres more than {MIN_CENTRE_DISTANCE} radii apart"
         remedies = "use smaller counts or smaller dots"
@@ -616,9 +616,9 @@ def _try_place(
 class _Waiting:
     """The images still waiting for the dot of one slot, with what placing it needs.
 
-    `placed` holds their earlier dots as (2, slot, waiting). With one radius for every dot,
-    `radius` is that radius in pixels; otherwise it is (waiting, slot + 1), the radii of the
-    earlier dots and of this one.
+    `placed` contains their earlier dots as (2, slot, waiting). With one radius for every
+    dot, `radius` is that radius in pixels. Otherwise it is (waiting, slot + 1), the radii of
+    the earlier dots and of this one.
     """
 
     def __init__(
@@ -662,8 +662,8 @@ class _Room:
 
     The grid splits the square [low, high] of allowed centres into _ROOM_CELLS x _ROOM_CELLS
     equal cells. A cell is dead when all of it lies within the exclusion distance of one
-    placed dot, so every free position lies in a live cell, and a candidate drawn uniformly
-    from the live cells and accepted only when it fits is uniform over the free room.
+    placed dot, so every free position lies in a live cell. A candidate drawn uniformly from
+    the live cells and accepted only when it fits is therefore uniform over the free room.
     """
 
     def __init__(
