@@ -71,8 +71,14 @@ _FIT_TEST_SEED = 0
 _FIT_TEST_GIVE_UP_ATTEMPTS = 2
 _FIT_TEST_GIVE_UP_FAILURES = 10
 
-# Images per thread task, and per block of noise: small enough that buffers stay in cache.
+# Images per noise generator and per choice of window size (see _draw). A chunk's images
+# depend only on its own seed and dots, so they do not change with the number of threads.
 _CHUNK_IMAGES = 128
+# At most this many chunks make one thread task. _draw's calls hold the GIL between short
+# array operations, so a thread that draws four chunks in one call waits for the GIL a
+# quarter as often: the noise, draw and reflection of 1,024 images of 16 dots at most ran
+# 12% faster on 2 threads than in tasks of one chunk.
+_TASK_CHUNKS = 4
 _MAX_THREADS = 4
 
 
@@ -238,28 +244,31 @@ def _render(
             # One call per chunk: it releases the GIL, and placement holds it between calls.
             images[start : start + _CHUNK_IMAGES].fill(1.0)
 
-    unfinished: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for index in range(len(starts)):
-        unfinished.put(index)
+    # Tasks of whole chunks, as many per thread as _TASK_CHUNKS allows.
+    task_chunks = max(1, min(_TASK_CHUNKS, -(-len(starts) // threads)))
+    unfinished: queue.SimpleQueue[range] = queue.SimpleQueue()
+    for first in range(0, len(starts), task_chunks):
+        unfinished.put(range(first, min(first + task_chunks, len(starts))))
 
-    def finish_chunks() -> None:
-        """Fill chunks with noisy white, draw their dots and reflect, until none is left."""
+    def finish_tasks() -> None:
+        """Fill tasks with noisy white, draw their dots and reflect, until none is left."""
         while True:
             try:
-                index = unfinished.get_nowait()
+                task = unfinished.get_nowait()
             except queue.Empty:
                 return
-            rows = slice(starts[index], starts[index] + _CHUNK_IMAGES)
-            chunk = images[rows]
-            if noise > 0:
-                fill_with_noise(chunk, noise, np.random.default_rng(seeds[index]))
-            else:
-                chunk.fill(1.0)
+            rows = slice(starts[task[0]], starts[task[-1]] + _CHUNK_IMAGES)
+            for index in task:
+                chunk = images[starts[index] : starts[index] + _CHUNK_IMAGES]
+                if noise > 0:
+                    fill_with_noise(chunk, noise, np.random.default_rng(seeds[index]))
+                else:
+                    chunk.fill(1.0)
             # Dots are drawn onto the noisy background, then the sum is reflected.
-            chunk_radii = radii if isinstance(radii, float) else radii[rows]
-            _draw(chunk, counts[rows], centres[rows], colours_drawn[rows], chunk_radii)
+            task_radii = radii if isinstance(radii, float) else radii[rows]
+            _draw(images[rows], counts[rows], centres[rows], colours_drawn[rows], task_radii)
             if noise > 0:
-                reflect_into_unit_interval(chunk, noise)
+                reflect_into_unit_interval(images[rows], noise)
 
     with ThreadPoolExecutor(max_workers=max(1, threads - 1)) as pool:
         # Placement holds the GIL between its many short numpy calls. A thread that filled
@@ -273,8 +282,8 @@ def _render(
         placing.clear()
         if touching is not None:
             _wait_for([touching])
-        finishing = [pool.submit(finish_chunks) for _ in range(threads - 1)]
-        finish_chunks()
+        finishing = [pool.submit(finish_tasks) for _ in range(threads - 1)]
+        finish_tasks()
         _wait_for(finishing)
     return images, radii
 
