@@ -129,36 +129,31 @@ PRESETS: dict[str, dict[PresetName, Preset]] = {
     "ddpm": {
         "quick": Preset(
             description=(
-                "Small conv U-Net DDPM, 1,000 cosine-schedule steps, 3,000 steps of batch 32 "
-                "with Adam 2e-3 and cosine decay; DDIM snapshots in 25 steps every 1,000 steps, "
-                "from the trained weights."
+                "Small conv U-Net DDPM, 1,000 cosine-schedule steps, loss weighted by "
+                "min(SNR, 5) / SNR, 1,500 steps of batch 32 with Adam 2e-3 and cosine decay; "
+                "DDIM snapshots in 25 steps every 500 steps, from the trained weights."
             ),
-            # On dots {2, 4} (benchmarks/preset_histograms.py, seed 0, one thread), these 3,000
-            # steps left 43.0% of 500 samples unrecognized, where the conv U-Net with 2,000
-            # steps of Adam 1e-3 left 77.4%. That run took 1,041 s of CPU with a snapshot every
-            # 500 steps, and a snapshot of 500 samples takes about 36 s. Snapshots draw noise
-            # from their own generator, so one snapshot at the end trains the same weights.
-            # Shorter runs left more unrecognized: 2,000 steps 72.0% (573 s), 2,000 steps of
-            # batch 16 83.4% (357 s). Averaged weights lag a model that still changes fast
-            # (93.0% against 80.0% at step 1,000), so snapshots use the trained ones.
-            # Three snapshots instead of six save about 110 s and still show the counts twice
-            # before the end.
-            # TODO: one thread needs an estimated 930 s of CPU (1,041 s less three snapshots),
-            # three times the few minutes aimed at.
+            # On dots {2, 4} (benchmarks/preset_histograms.py, one thread), 1,500 steps with
+            # the min-SNR weighting left 36.4-45.0% of 500 samples unrecognized in three runs.
+            # The same 1,500 steps without it left 87.6%, and 3,000 steps without it 43.0%.
+            # 1,000 steps with gamma 5 or 2 left 87.8% and 83.0%.
+            # Averaged weights lag a model that still changes fast (93.0% against 80.0% at
+            # step 1,000 of the unweighted loss), so snapshots use the trained ones.
             model=DdpmModel(
                 architecture="conv_small",
                 diffusion_steps=1000,
                 noise_schedule="cosine",
                 sampling_steps=25,
                 ema_decay=0.0,
+                min_snr_gamma=5.0,
             ),
             training=Training(
-                steps=3000,
+                steps=1500,
                 batch_size=32,
                 learning_rate=2e-3,
                 lr_schedule="cosine",
                 warmup_steps=100,
-                snapshot_every=1000,
+                snapshot_every=500,
                 samples_per_snapshot=500,
             ),
         ),

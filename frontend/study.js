@@ -209,7 +209,9 @@ function updateRun(card, run) {
   card.progress.setAttribute("aria-valuenow", String(percent));
   card.stepText.textContent = `step ${run.step} of ${run.steps} (${percent}%)`;
 
-  const meta = [`device: ${run.device || "not assigned yet"}`];
+  // A run cancelled or failed while queued never got a device.
+  const noDevice = ended ? "none" : "not assigned yet";
+  const meta = [`device: ${run.device || noDevice}`];
   if (run.status === "queued" && run.waiting_reason) {
     meta.unshift(run.waiting_reason);
   }

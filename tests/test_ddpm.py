@@ -22,6 +22,7 @@ def make_spec(
     sampling_steps: int | None = 5,
     schedule: str = "linear",
     ema_decay: float = 0.9999,
+    min_snr_gamma: float | None = None,
 ) -> RunSpec:
     return RunSpec.model_validate(
         {
@@ -33,6 +34,7 @@ def make_spec(
                 "sampling_steps": sampling_steps,
                 "noise_schedule": schedule,
                 "ema_decay": ema_decay,
+                "min_snr_gamma": min_snr_gamma,
             },
             "training": {"steps": 10, "snapshot_every": 10, "learning_rate": 1e-3},
         }
@@ -309,3 +311,45 @@ def test_parameter_count_matches_network(architecture: str) -> None:
 def test_sampling_steps_beyond_schedule_rejected() -> None:
     with pytest.raises(ValueError, match="sampling_steps 30 is larger than diffusion_steps 20"):
         make_spec(diffusion_steps=20, sampling_steps=30)
+
+
+def test_min_snr_weights_follow_signal_to_noise() -> None:
+    model = make_ddpm(diffusion_steps=1000, schedule="cosine", min_snr_gamma=5.0)
+    alpha_bar = torch.cumprod(1 - noise_schedule("cosine", 1000), dim=0)
+    snr = alpha_bar / (1 - alpha_bar)
+    expected = torch.minimum(snr, torch.tensor(5.0)) / snr
+
+    assert model.loss_weight is not None
+    torch.testing.assert_close(model.loss_weight, expected.float())
+    # Steps noisier than SNR 5 keep their whole weight; the least noisy steps nearly none.
+    assert (model.loss_weight[snr <= 5] == 1).all()
+    assert model.loss_weight[0].item() < 0.01
+
+
+def test_min_snr_loss_is_weighted_error() -> None:
+    model = make_ddpm(diffusion_steps=1000, schedule="cosine", min_snr_gamma=2.0)
+    images = dot_images(16, 32)
+    x0 = images * 2 - 1
+    # The step's own draws, replayed from the same seed.
+    torch.manual_seed(7)
+    t = torch.randint(0, 1000, (16,))
+    noise = torch.randn_like(x0)
+    alpha_bar = model.alpha_bar[t][:, None, None, None]
+    x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+    with torch.no_grad():
+        error = (model.predict_noise(x_t, t) - noise).square().mean(dim=(1, 2, 3))
+    assert model.loss_weight is not None
+    weights = model.loss_weight[t]
+    assert (weights < 1).any(), "no step of this seed has SNR above gamma"
+    assert (weights == 1).any(), "no step of this seed has SNR below gamma"
+
+    torch.manual_seed(7)
+    loss = model.training_step(images)["loss"].item()
+
+    assert loss == pytest.approx((weights * error).mean().item(), rel=1e-5)
+    assert loss < error.mean().item()
+
+
+def test_min_snr_gamma_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="min_snr_gamma"):
+        make_spec(min_snr_gamma=0.0)

@@ -313,3 +313,14 @@ def test_boolean_for_number_rejected(client, section, field, value, message):
     assert item["field"] == f"{section}.{field}"
     assert item["message"] == message
     assert client.get("/api/studies").json() == before, "a rejected study was stored"
+
+
+def test_min_snr_gamma_range_error(client):
+    body = copy.deepcopy(EXAMPLE_STUDY)
+    body["model"] = {"kind": "ddpm", "min_snr_gamma": 0}
+    response = client.post("/api/studies", json=body)
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["field"] == "model.min_snr_gamma"
+    assert item["input"] == 0
+    assert "above 0 and at most 1000" in item["message"], item["message"]

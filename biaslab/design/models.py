@@ -82,6 +82,17 @@ class DdpmModel(Strict):
         ),
     )
 
+    min_snr_gamma: float | None = Field(
+        default=None,
+        title="Min-SNR gamma",
+        gt=0,
+        le=1000,
+        description=(
+            "Weights each time step's loss by min(SNR, gamma) / SNR, so that steps with "
+            "little noise weigh less; null weights every step the same, as in the DDPM paper."
+        ),
+    )
+
     @field_validator("sampling_steps")
     @classmethod
     def _sampling_within_schedule(

@@ -8,6 +8,11 @@ over pixels). The noise schedule is linear (the paper's, rescaled to the
 schedule's length as in Nichol and Dhariwal, "Improved Denoising Diffusion
 Probabilistic Models", 2021) or cosine (Nichol and Dhariwal, section 3.2).
 
+With `min_snr_gamma`, each image's loss is weighted by min(SNR_t, gamma) / SNR_t,
+where SNR_t = abar_t / (1 - abar_t) (Hang et al., "Efficient Diffusion Training
+via Min-SNR Weighting Strategy", 2023). Steps with little noise, whose noise is
+hard to see and whose gradients pull against the others, then weigh less.
+
 Sampling runs DDIM with eta = 0 (Song, Meng and Ermon, "Denoising Diffusion
 Implicit Models", 2021) over `sampling_steps` evenly spaced steps, or the
 full ancestral chain of the DDPM paper when `sampling_steps` is None. Each
@@ -109,6 +114,12 @@ class Ddpm(GenerativeModel):
         # (the DDPM paper, equation 7).
         posterior_variance = betas * (1 - alpha_bar_previous) / (1 - alpha_bar)
         self.alpha_bar = alpha_bar.float().to(device)
+        # gamma / max(SNR, gamma) is min(SNR, gamma) / SNR, and 1 where SNR is 0.
+        self.loss_weight: torch.Tensor | None = None
+        if config.min_snr_gamma is not None:
+            snr = alpha_bar / (1 - alpha_bar)
+            gamma = config.min_snr_gamma
+            self.loss_weight = (gamma / snr.clamp(min=gamma)).float().to(device)
         self.posterior_variance = posterior_variance.float().to(device)
         self.posterior_x0 = (betas * alpha_bar_previous.sqrt() / (1 - alpha_bar)).float().to(device)
         self.posterior_xt = (
@@ -152,7 +163,11 @@ class Ddpm(GenerativeModel):
         noise = torch.randn_like(x0)
         alpha_bar = self.alpha_bar[t][:, None, None, None]
         x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
-        loss = F.mse_loss(self.predict_noise(x_t, t), noise)
+        if self.loss_weight is None:
+            loss = F.mse_loss(self.predict_noise(x_t, t), noise)
+        else:
+            error = (self.predict_noise(x_t, t) - noise).square().mean(dim=(1, 2, 3))
+            loss = (self.loss_weight[t] * error).mean()
         self.optimizer.minimize(loss)
         self.optimizer.advance_schedule()
         self.averaged.update_parameters(self.denoiser)
