@@ -76,8 +76,8 @@ _FIT_TEST_GIVE_UP_FAILURES = 10
 _CHUNK_IMAGES = 128
 # At most this many chunks make one thread task. _draw's calls hold the GIL between short
 # array operations, so a thread that draws four chunks in one call waits for the GIL a
-# quarter as often: the noise, draw and reflection of 1,024 images of 16 dots at most ran
-# 12% faster on 2 threads than in tasks of one chunk.
+# quarter as often. The noise, draw and reflection of 1,024 images of up to 16 dots ran 12%
+# faster on 2 threads than in tasks of one chunk.
 _TASK_CHUNKS = 4
 _MAX_THREADS = 4
 

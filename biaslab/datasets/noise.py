@@ -37,7 +37,7 @@ def fill_with_noise(images: np.ndarray, sigma: float, rng: np.random.Generator) 
     for start in range(0, flat.size, block):
         target = flat[start : start + block]
         # Each 64-bit output gives four 16-bit indices. Every 16-bit index lies in the table,
-        # so "clip" changes no value; it skips the bounds check of the default "raise", which
+        # so "clip" changes no value. It skips the bounds check of the default "raise", which
         # took a third of the gather's time.
         bits = rng.bit_generator.random_raw((target.size + 3) // 4)
         np.take(values, bits.view(np.uint16)[: target.size], out=target, mode="clip")
