@@ -8,10 +8,10 @@ import { renderFigure } from "/static/charts.js";
 
 const byId = (id) => document.getElementById(id);
 
-/** Write an estimate {value, low, high} as "v [low, high]", or "undefined" without a value. */
+/** Write an estimate {value, low, high} as "v [low, high]", or "no value" without one. */
 export function formatEstimate(estimate, digits = 3) {
   if (!estimate || typeof estimate.value !== "number") {
-    return "undefined";
+    return "no value";
   }
   const value = estimate.value.toFixed(digits);
   if (typeof estimate.low !== "number" || typeof estimate.high !== "number") {

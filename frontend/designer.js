@@ -83,6 +83,11 @@ function syncSnapshotLimit() {
 
 // ---- Submitting ----
 
+function clearSubmitErrors() {
+  errors.clear("submit");
+  clearError(byId("form-errors"));
+}
+
 async function submitDesign(event) {
   event.preventDefault();
   errors.clear("submit");
@@ -218,6 +223,9 @@ function wireLiveViews() {
     apply: ({ model, training }) => {
       sections.model.write(model);
       sections.training.write({ ...sections.training.read(), ...training });
+      // A preset rewrites the model and training fields, so the last submit's verdict on
+      // them no longer holds.
+      clearSubmitErrors();
       syncSnapshotLimit();
       counts.refresh();
     },
@@ -289,10 +297,14 @@ async function start() {
   watchRunCount(form, readDesign, byId("run-count"));
   form.addEventListener("submit", submitDesign);
   // A field the user edits drops the messages of the last submit about it; live checks stay.
+  // The summary under the button goes with the last of them.
   form.addEventListener("input", (event) => {
     const field = event.target.closest?.("[data-field]");
     if (field) {
       errors.clear("submit", field);
+      if (!form.querySelector('.error-line[data-sources~="submit"]')) {
+        clearError(byId("form-errors"));
+      }
     }
   });
   loadStudies();

@@ -157,7 +157,7 @@ function showResult(body) {
   for (const [name, histogram] of Object.entries(body.histograms)) {
     drawHistogram(name, histogram);
   }
-  const scores = Object.entries(body.scores).map(([name, value]) => row([name, value === null ? "undefined" : formatValue(value)]));
+  const scores = Object.entries(body.scores).map(([name, value]) => row([name, value === null ? "no value" : formatValue(value)]));
   byId("probe-scores").replaceChildren(...(scores.length ? scores : [row(["This family has no scores."])]));
   showImages(body.images);
   byId("probe-results").hidden = false;

@@ -154,6 +154,9 @@ function createCard(run) {
     scores: find("scores"),
     scoresList: section.querySelector(".scores-list"),
     lossChart: section.querySelector(".loss-chart"),
+    lossBlock: section.querySelector(".loss-block"),
+    // The probe's shares and the sample grid: hidden until the first snapshot is shown.
+    snapshotParts: [section.querySelector(".unrecognized-box"), section.querySelector(".sample-grid-figure")],
     grid: find("sample-grid"),
     picker: section.querySelector(".snapshot-picker"),
     slider: find("snapshot-slider"),
@@ -174,6 +177,10 @@ function createCard(run) {
   card.grid.id = `sample-grid-${run.id}`;
   card.slider.id = `snapshot-slider-${run.id}`;
 
+  for (const part of card.snapshotParts) {
+    part.hidden = true;
+  }
+  card.lossBlock.hidden = true;
   card.cancelButton.addEventListener("click", () => cancelRun(card));
   card.slider.addEventListener("input", () => selectSnapshot(card, Number(card.slider.value)));
 
@@ -199,6 +206,8 @@ function placeholderText(card) {
 }
 
 function updateRun(card, run) {
+  // At creation card.run is this run already, so only a later event can end it in view.
+  const wasEnded = ENDED_STATUSES.has(card.run.status);
   card.run = run;
   const ended = ENDED_STATUSES.has(run.status);
   const percent = Math.round(Math.min(Math.max(run.progress || 0, 0), 1) * 1000) / 10;
@@ -239,6 +248,34 @@ function updateRun(card, run) {
 
   card.placeholder.hidden = card.shownStep !== null;
   card.placeholder.textContent = placeholderText(card);
+  // A run that ends in view before its first snapshot gets its loss curve here. For runs
+  // that had ended when the page opened, loadSnapshots draws it.
+  if (ended && !wasEnded && card.snapshots.length === 0) {
+    showLossAlone(card);
+  }
+}
+
+// Draw the loss curve of a run that ended before its first snapshot. A run cancelled while
+// queued has no loss, and its loss block stays hidden.
+async function showLossAlone(card) {
+  let figures;
+  try {
+    figures = await getJson(`/api/runs/${card.id}/figures`);
+  } catch (error) {
+    showError(card.chartError, error);
+    return;
+  }
+  if (card.shownStep === null) {
+    showLoss(card, figures.loss);
+  }
+}
+
+function showLoss(card, figure) {
+  const points = figure.data.reduce((total, trace) => total + (trace.x?.length || 0), 0);
+  card.lossBlock.hidden = points === 0;
+  if (points > 0) {
+    renderFigure(card.lossChart, figure, `loss-${card.id}`);
+  }
 }
 
 async function cancelRun(card) {
@@ -288,7 +325,7 @@ function showScores(card, scores) {
     term.textContent = fieldTitle(name);
     const detail = document.createElement("dd");
     detail.dataset.score = name;
-    detail.textContent = typeof value === "number" ? value.toFixed(3) : "undefined";
+    detail.textContent = typeof value === "number" ? value.toFixed(3) : "no value";
     return [term, detail];
   });
   card.scoresList.replaceChildren(...rows);
@@ -299,6 +336,9 @@ function showScores(card, scores) {
 function showSnapshot(card, snapshot, figures) {
   card.shownStep = snapshot.step;
   card.placeholder.hidden = true;
+  for (const part of card.snapshotParts) {
+    part.hidden = false;
+  }
   card.snapshotStep.textContent = String(snapshot.step);
 
   for (const feature of figures.features) {
@@ -323,7 +363,7 @@ function showSnapshot(card, snapshot, figures) {
   card.slider.value = String(index);
   updateFollowNote(card);
 
-  renderFigure(card.lossChart, figures.loss, `loss-${card.id}`);
+  showLoss(card, figures.loss);
 }
 
 function updateFollowNote(card) {
@@ -401,6 +441,8 @@ async function loadSnapshots(card) {
   const latest = card.snapshots.at(-1);
   if (latest && card.following && (card.shownStep === null || latest.step > card.shownStep)) {
     await showStoredSnapshot(card, latest);
+  } else if (!latest && ENDED_STATUSES.has(card.run.status)) {
+    await showLossAlone(card);
   }
 }
 

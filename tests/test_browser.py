@@ -517,6 +517,50 @@ def test_cancel_button_cancels_run(tab: BrowserPage, server: LabServer, tmp_path
     assert tab.errors == []
 
 
+def test_run_cancelled_before_snapshot_shows_loss(
+    tab: BrowserPage, server: LabServer, tmp_path: Path
+) -> None:
+    page = tab.page
+    design = {
+        "name": "browser test: cancel before the first snapshot",
+        "dataset": {"family": "dots", "image_size": 32, "counts": [3]},
+        "model": {"kind": "vae"},
+        # A loss every 10 steps, and the only snapshot at the last of 20,000 steps.
+        "training": {
+            "steps": 20_000,
+            "batch_size": 16,
+            "snapshot_every": 20_000,
+            "samples_per_snapshot": 64,
+        },
+    }
+    status, study = server.post_json("/api/studies", design)
+    assert status == 201, study
+    run_id = study["run_ids"][0]
+    deadline = time.monotonic() + RUN_END_TIMEOUT_MS / 1000
+    while not server.get_json(f"/api/runs/{run_id}/metrics")["steps"]:
+        assert time.monotonic() < deadline, "the run reported no loss in time"
+        time.sleep(0.2)
+    with explain_failure(tab, server, tmp_path / "study-cancel-early.png"):
+        page.goto(f"{server.base_url}/studies/{study['id']}")
+        run = page.locator(f"#run-{run_id}")
+        run.locator('[data-testid="cancel-run"]').click()
+        run.locator('[data-testid="run-status"]', has_text="cancelled").wait_for(
+            timeout=RUN_END_TIMEOUT_MS
+        )
+        page.wait_for_function(
+            f"document.getElementById('loss-chart-{run_id}').data?.[0]?.x?.length > 0",
+            timeout=RUN_END_TIMEOUT_MS,
+        )
+        assert run.locator(".loss-block").is_visible()
+        # Without a snapshot, the probe's shares and the sample grid stay hidden.
+        assert run.locator(".unrecognized-box").is_hidden()
+        assert run.locator(".sample-grid-figure").is_hidden()
+        placeholder = run.locator('[data-testid="chart-placeholder"]').inner_text()
+        assert placeholder == "This run ended as cancelled before its first snapshot."
+        assert server.get_json(f"/api/runs/{run_id}/snapshots")["snapshots"] == []
+    assert tab.errors == []
+
+
 def test_study_page_shows_every_feature(
     tab: BrowserPage, server: LabServer, tmp_path: Path
 ) -> None:
@@ -566,7 +610,7 @@ def test_study_page_shows_every_feature(
         assert scores.is_visible()
         for name, value in last["scores"].items():
             shown = scores.locator(f'[data-score="{name}"]').inner_text()
-            assert shown == ("undefined" if value is None else f"{value:.3f}"), name
+            assert shown == ("no value" if value is None else f"{value:.3f}"), name
         assert "dataset: combinations" in page.locator("#design-summary").inner_text().lower()
 
         # The run lists its training cells, in the order of the features endpoint.

@@ -508,6 +508,29 @@ def test_preset_fills_model_and_training(
     assert tab.errors == []
 
 
+def test_preset_clears_stale_submit_errors(tab: Tab, lab: Lab, tmp_path: Path) -> None:
+    page = tab.page
+    gamma = f"#{css_id('model.min_snr_gamma')}"
+    with explain_failure(tab, lab, tmp_path / "designer-preset-clears-errors.png"):
+        open_designer(page, lab)
+        page.locator('#preset option[value="ddpm/quick"]').wait_for(state="attached")
+        page.select_option("#preset", "ddpm/quick")
+        wait_for_counts(page, "ddpm")
+        page.fill(gamma, "0")
+        with page.expect_response(is_post_response("/api/studies")) as response_info:
+            page.click("#submit-study")
+        assert response_info.value.status == 422
+        page.locator("#form-errors").wait_for(state="visible")
+        assert "model.min_snr_gamma" in page.locator("#form-errors").inner_text()
+
+        # The preset writes a valid gamma, so the summary of the failed submit goes.
+        page.select_option("#preset", "ddpm/quick")
+        page.locator("#form-errors").wait_for(state="hidden")
+        assert float(page.locator(gamma).input_value()) == 5
+        page.locator(f"{gamma}-error").wait_for(state="hidden")
+    assert tab.errors == []
+
+
 def _same_value(shown: str, value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return shown == str(value)
