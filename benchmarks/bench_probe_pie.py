@@ -14,12 +14,11 @@ Gaussian-blurred renders show what becomes of blurry samples.
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import time
 
 import numpy as np
+from probe_cli import parse_arguments, print_machine
 from scipy import ndimage
 
 from biaslab.datasets.dots import render_counts
@@ -154,23 +153,8 @@ def speed_table(images_per_pass: int, repeats: int, load_before: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--images", type=int, default=10_000, help="renders per accuracy row; 0 skips the tables"
-    )
-    parser.add_argument(
-        "--speed-images", type=int, default=8192, help="images per speed pass; 0 skips speed"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=5, help="number of speed passes; the fastest is reported"
-    )
-    arguments = parser.parse_args()
-
-    load_before = os.getloadavg()[0]
-    print(
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"numpy {np.__version__}, load average {load_before:.2f}\n"
-    )
+    arguments = parse_arguments(__doc__.splitlines()[0])
+    load_before = print_machine()
     if arguments.speed_images > 0:
         speed_table(arguments.speed_images, arguments.repeats, load_before)
     if arguments.images > 0:

@@ -71,7 +71,7 @@ def python_layout(
     """Place dots of `radii` one at a time by rejection sampling, as (y, x, radius).
 
     Each dot tries uniform positions until its edge keeps `spacing` times the mean radius
-    from every placed dot; after PYTHON_TRIES misses the image starts over.
+    from every placed dot. After PYTHON_TRIES misses the image starts over.
     """
     factor = (2 + spacing) / 2
     while True:
@@ -122,7 +122,7 @@ class MatplotlibRenderer:
         plt.close(self.figure)
 
     def images_per_second(self, design: DotsDataset, total: int, seed: int) -> tuple[float, float]:
-        """Place and draw `total` images; return images/s for the whole job and for drawing alone.
+        """Place and draw `total` images, and return images/s for the job and for drawing alone.
 
         Counts, radii and colours come before the clock.
         """

@@ -223,8 +223,8 @@ function wireLiveViews() {
     apply: ({ model, training }) => {
       sections.model.write(model);
       sections.training.write({ ...sections.training.read(), ...training });
-      // A preset rewrites the model and training fields, so the last submit's verdict on
-      // them no longer holds.
+      // A preset rewrites the model and training fields, so the errors that the last submit
+      // found in them no longer apply.
       clearSubmitErrors();
       syncSnapshotLimit();
       counts.refresh();
@@ -297,7 +297,7 @@ async function start() {
   watchRunCount(form, readDesign, byId("run-count"));
   form.addEventListener("submit", submitDesign);
   // A field the user edits drops the messages of the last submit about it; live checks stay.
-  // The summary under the button goes with the last of them.
+  // The summary under the button is cleared with the last of them.
   form.addEventListener("input", (event) => {
     const field = event.target.closest?.("[data-field]");
     if (field) {

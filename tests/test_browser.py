@@ -487,24 +487,33 @@ def test_study_page_updates_live(tab: BrowserPage, server: LabServer, tmp_path: 
     assert tab.errors == []
 
 
-def test_cancel_button_cancels_run(tab: BrowserPage, server: LabServer, tmp_path: Path) -> None:
-    page = tab.page
+def start_vae_study(
+    server: LabServer, name: str, steps: int, snapshot_every: int
+) -> tuple[int, int]:
+    """Create a study of one VAE run on 32x32 images of 3 dots; return the study and run ids."""
     design = {
-        "name": "browser test: cancel",
+        "name": name,
         "dataset": {"family": "dots", "image_size": 32, "counts": [3]},
         "model": {"kind": "vae"},
         "training": {
-            "steps": 1_000_000,
+            "steps": steps,
             "batch_size": 16,
-            "snapshot_every": 1000,
+            "snapshot_every": snapshot_every,
             "samples_per_snapshot": 64,
         },
     }
     status, study = server.post_json("/api/studies", design)
     assert status == 201, study
-    run_id = study["run_ids"][0]
+    return study["id"], study["run_ids"][0]
+
+
+def test_cancel_button_cancels_run(tab: BrowserPage, server: LabServer, tmp_path: Path) -> None:
+    page = tab.page
+    study_id, run_id = start_vae_study(
+        server, "browser test: cancel", steps=1_000_000, snapshot_every=1000
+    )
     with explain_failure(tab, server, tmp_path / "study-cancel.png"):
-        page.goto(f"{server.base_url}/studies/{study['id']}")
+        page.goto(f"{server.base_url}/studies/{study_id}")
         run = page.locator(f"#run-{run_id}")
         button = run.locator('[data-testid="cancel-run"]')
         button.click()
@@ -517,31 +526,17 @@ def test_cancel_button_cancels_run(tab: BrowserPage, server: LabServer, tmp_path
     assert tab.errors == []
 
 
-def test_run_cancelled_before_snapshot_shows_loss(
-    tab: BrowserPage, server: LabServer, tmp_path: Path
-) -> None:
+def test_early_cancel_shows_loss(tab: BrowserPage, server: LabServer, tmp_path: Path) -> None:
     page = tab.page
-    design = {
-        "name": "browser test: cancel before the first snapshot",
-        "dataset": {"family": "dots", "image_size": 32, "counts": [3]},
-        "model": {"kind": "vae"},
-        # A loss every 10 steps, and the only snapshot at the last of 20,000 steps.
-        "training": {
-            "steps": 20_000,
-            "batch_size": 16,
-            "snapshot_every": 20_000,
-            "samples_per_snapshot": 64,
-        },
-    }
-    status, study = server.post_json("/api/studies", design)
-    assert status == 201, study
-    run_id = study["run_ids"][0]
+    # A loss every 10 steps, and the only snapshot at the last of 20,000 steps.
+    name = "browser test: cancel before the first snapshot"
+    study_id, run_id = start_vae_study(server, name, steps=20_000, snapshot_every=20_000)
     deadline = time.monotonic() + RUN_END_TIMEOUT_MS / 1000
     while not server.get_json(f"/api/runs/{run_id}/metrics")["steps"]:
         assert time.monotonic() < deadline, "the run reported no loss in time"
         time.sleep(0.2)
     with explain_failure(tab, server, tmp_path / "study-cancel-early.png"):
-        page.goto(f"{server.base_url}/studies/{study['id']}")
+        page.goto(f"{server.base_url}/studies/{study_id}")
         run = page.locator(f"#run-{run_id}")
         run.locator('[data-testid="cancel-run"]').click()
         run.locator('[data-testid="run-status"]', has_text="cancelled").wait_for(

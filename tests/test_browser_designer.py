@@ -523,7 +523,7 @@ def test_preset_clears_stale_submit_errors(tab: Tab, lab: Lab, tmp_path: Path) -
         page.locator("#form-errors").wait_for(state="visible")
         assert "model.min_snr_gamma" in page.locator("#form-errors").inner_text()
 
-        # The preset writes a valid gamma, so the summary of the failed submit goes.
+        # The preset writes a valid gamma, so the summary of the failed submit is cleared.
         page.select_option("#preset", "ddpm/quick")
         page.locator("#form-errors").wait_for(state="hidden")
         assert float(page.locator(gamma).input_value()) == 5

@@ -321,7 +321,7 @@ def test_min_snr_weights_follow_signal_to_noise() -> None:
 
     assert model.loss_weight is not None
     torch.testing.assert_close(model.loss_weight, expected.float())
-    # Steps noisier than SNR 5 keep their whole weight; the least noisy steps nearly none.
+    # Steps noisier than SNR 5 keep their whole weight, and the least noisy step nearly none.
     assert (model.loss_weight[snr <= 5] == 1).all()
     assert model.loss_weight[0].item() < 0.01
 

@@ -50,10 +50,10 @@ WEDGE_ORDER = ("red", "blue", "green", "yellow")
 # atan2(row offset, column offset), so they grow clockwise on screen.
 FIXED_START_ANGLE = -np.pi / 2
 
-# Images per thread task. Each numpy call of a task holds the GIL before and after its
-# arithmetic, and a thread that waits for the GIL after every short call costs more than it
-# gains. At 64x64, noise 0.03 and 4 colours, batches of 1,024 rendered 8,188, 11,199, 13,559
-# and 12,489 images/s on 2 threads in chunks of 16, 32, 64 and 128 images.
+# Images per thread task. A thread takes the GIL back after each numpy call, so two threads
+# that make many short calls spend their time waiting for it. At 64x64, noise 0.03 and 4
+# colours, batches of 1,024 rendered 8,188, 11,199, 13,559 and 12,489 images/s on 2 threads
+# in chunks of 16, 32, 64 and 128 images.
 _CHUNK_IMAGES = 64
 _MAX_THREADS = 4
 

@@ -10,8 +10,8 @@ Probabilistic Models", 2021) or cosine (Nichol and Dhariwal, section 3.2).
 
 With `min_snr_gamma`, each image's loss is weighted by min(SNR_t, gamma) / SNR_t,
 where SNR_t = abar_t / (1 - abar_t) (Hang et al., "Efficient Diffusion Training
-via Min-SNR Weighting Strategy", 2023). Steps with little noise, whose noise is
-hard to see and whose gradients pull against the others, then weigh less.
+via Min-SNR Weighting Strategy", ICCV 2023). Steps with little noise then weigh
+less: the paper finds that their gradients conflict with those of noisier steps.
 
 Sampling runs DDIM with eta = 0 (Song, Meng and Ermon, "Denoising Diffusion
 Implicit Models", 2021) over `sampling_steps` evenly spaced steps, or the
