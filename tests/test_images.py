@@ -25,6 +25,30 @@ def test_to_uint8_rounds_and_saturates():
     assert converted.tolist() == [0, 255, 51, 254, 0, 255, 0, 255], converted.tolist()
 
 
+def test_to_uint8_rounds_half_to_even_like_rint():
+    halves = (np.arange(511) / 2 / 255).astype(np.float32)
+    expected = np.rint(halves * np.float32(255)).astype(np.uint8)
+    assert np.array_equal(to_uint8(halves), expected), "halves rounded unlike np.rint"
+
+
+@pytest.mark.parametrize(
+    "images",
+    [
+        np.linspace(-0.5, 1.5, 120).reshape(2, 4, 5, 3),
+        np.linspace(0, 1, 120, dtype=np.float32).reshape(4, 2, 5, 3).transpose(1, 0, 2, 3),
+        np.float64(0.5) * np.ones(()),
+        np.zeros((0, 8, 8, 3)),
+    ],
+    ids=["float64", "not contiguous", "zero dimensions", "empty"],
+)
+def test_to_uint8_keeps_shape_and_values_of_any_layout(images):
+    converted = to_uint8(images)
+    expected = np.clip(np.rint(images.astype(np.float32) * np.float32(255)), 0, 255)
+    assert converted.shape == images.shape, f"shape {converted.shape}, not {images.shape}"
+    assert converted.dtype == np.uint8, f"dtype {converted.dtype}"
+    assert np.array_equal(converted, expected.astype(np.uint8)), "values differ from np.rint"
+
+
 def test_to_uint8_passes_uint8_through():
     images = np.arange(24, dtype=np.uint8).reshape(2, 2, 2, 3)
     assert to_uint8(images) is images, "uint8 input should be returned as it is"

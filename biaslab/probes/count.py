@@ -52,6 +52,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -119,10 +120,6 @@ MIN_RADIUS_PIXELS = 2.5
 _CHUNK_IMAGES = 64
 _MAX_THREADS = 4
 _LEVELS = 255
-_FOREGROUND = np.zeros((3, 3, 3), dtype=bool)
-_FOREGROUND[1] = True  # 8-connectivity within an image, none across images
-_CORE = np.zeros((3, 3, 3), dtype=bool)
-_CORE[1] = ndimage.generate_binary_structure(2, 1)  # 4-connectivity within an image
 
 
 @dataclass(frozen=True)
@@ -245,8 +242,8 @@ def _count_chunk(
     core = foreground & (darkness > _scaled(CORE_MIN_DARKNESS, pixels=1))
     _keep_uniform_colour(core, planes)
 
-    foreground_labels, n_foreground = ndimage.label(foreground, structure=_FOREGROUND)
-    core_labels, n_cores = ndimage.label(core, structure=_CORE)
+    foreground_labels, n_foreground = _label(foreground, connectivity=8)
+    core_labels, n_cores = _label(core, connectivity=4)
 
     # Flat indices of the pixels that matter: a few tenths of the image at most.
     foreground_pixels = np.flatnonzero(foreground)
@@ -297,13 +294,9 @@ def _count_chunk(
     dots[0] = 0
     failed[0] = False
 
-    # Labels grow image by image, so each image owns one contiguous range of label ids.
-    last = np.maximum.accumulate(foreground_labels.reshape(n, -1).max(axis=1))
-    first = np.concatenate([[0], last[:-1]])
-    # The image of each label, computed only when the sizes or step 6 need it.
-    owner = np.zeros(0, dtype=np.int64)
-    if read_sizes or (read_blurry and failed.any()):
-        owner = np.minimum(np.searchsorted(last, np.arange(n_foreground + 1)), n - 1)
+    # The image of each component.
+    owner = np.zeros(n_foreground + 1, dtype=np.int64)
+    owner[in_component] = foreground_pixels // darkness[0].size
 
     radius_sum = np.full(n_foreground + 1, np.nan)
     if read_sizes:
@@ -312,8 +305,6 @@ def _count_chunk(
             foreground_pixels,
             in_component,
             owner,
-            first,
-            last,
             dots,
             coreless,
             np.bincount(components, weights=core_darkness[is_dot_core], minlength=n_foreground + 1),
@@ -336,11 +327,11 @@ def _count_chunk(
             darkness,
             areas,
         )
-    count = _sum_over_ranges(dots, first, last)
-    failures = _sum_over_ranges(failed, first, last)
+    count = _sum_per_image(dots, owner, n)
+    failures = _sum_per_image(failed, owner, n)
     radii = np.full(n, np.nan)
     if read_sizes:
-        radii = _sum_over_ranges(np.where(dots > 0, radius_sum, 0.0), first, last)
+        radii = _sum_per_image(np.where(dots > 0, radius_sum, 0.0), owner, n)
     return np.where((count == 0) | (failures > 0), UNRECOGNIZED, count), radii
 
 
@@ -349,8 +340,6 @@ def _dot_radius_in_pixels(
     foreground_pixels: np.ndarray,
     in_component: np.ndarray,
     owner: np.ndarray,
-    first: np.ndarray,
-    last: np.ndarray,
     dots: np.ndarray,
     coreless: np.ndarray,
     core_darkness_sum: np.ndarray,
@@ -369,8 +358,8 @@ def _dot_radius_in_pixels(
         in_component, weights=darkness.reshape(-1).take(foreground_pixels), minlength=n_labels
     )
     image_total = darkness.reshape(n, -1).sum(axis=1, dtype=np.int64).astype(np.float64)
-    outside_total = image_total - _sum_over_ranges(summed, first, last)
-    outside_pixels = height * width - _sum_over_ranges(pixels, first, last)
+    outside_total = image_total - _sum_per_image(summed, owner, n)
+    outside_pixels = height * width - _sum_per_image(pixels, owner, n)
     background = (outside_total / np.maximum(outside_pixels, 1))[owner]
 
     dot_darkness = np.where(coreless, peak, core_darkness_sum)
@@ -421,14 +410,31 @@ def _keep_uniform_colour(core: np.ndarray, planes: np.ndarray) -> None:
         core[tuple(before[:1] + before[2:])] &= same
 
 
-def _sum_over_ranges(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """Sum values[first[i] + 1 : last[i] + 1] for each i; values[0] is the background.
+def _sum_per_image(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """Sum values over the components of each of n images; values[0] is the background.
 
-    Integer and boolean values give int64 sums, floating-point values float64 sums.
+    `owner` holds each label's image. Integer and boolean values give int64 sums, floating-point
+    values float64 sums.
     """
-    dtype = np.float64 if np.issubdtype(values.dtype, np.floating) else np.int64
-    cumulative = np.concatenate([[0], np.cumsum(values[1:], dtype=dtype)])
-    return cumulative[last] - cumulative[first]
+    sums = np.bincount(owner[1:], weights=values[1:], minlength=n)
+    return sums if np.issubdtype(values.dtype, np.floating) else sums.astype(np.int64)
+
+
+def _label(mask: np.ndarray, *, connectivity: int) -> tuple[np.ndarray, int]:
+    """Label the connected components of each image of mask (n, H, W), bool.
+
+    Returns int32 labels (n, H, W), 0 outside every component, and the number of components.
+    `connectivity` is 4 or 8. OpenCV labels one tall image, in which a blank row below each
+    image keeps components from spanning two images, about three times as fast as
+    scipy.ndimage.label labels the stack.
+    """
+    n, height, width = mask.shape
+    tall = np.zeros((n, height + 1, width), dtype=np.uint8)
+    tall[:, :height] = mask
+    n_labels, labels = cv2.connectedComponents(
+        tall.reshape(-1, width), connectivity=connectivity, ltype=cv2.CV_32S
+    )
+    return np.ascontiguousarray(labels.reshape(n, height + 1, width)[:, :height]), n_labels - 1
 
 
 def _read_blurry_components(
@@ -463,7 +469,7 @@ def _read_blurry_components(
     above = pixels[darkness.reshape(-1).take(pixels) >= level]
     mask = np.zeros(darkness.shape, dtype=bool)
     mask.reshape(-1)[above] = True
-    blob_labels, n_blobs = ndimage.label(mask, structure=_FOREGROUND)
+    blob_labels, n_blobs = _label(mask, connectivity=8)
 
     blob_ids = blob_labels.reshape(-1).take(above)
     blob_area = np.bincount(blob_ids, minlength=n_blobs + 1)
