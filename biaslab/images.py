@@ -27,8 +27,8 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     clipped = np.ascontiguousarray(np.fmax(images, np.float32(0), dtype=np.float32))
     if clipped.size == 0:
         return np.zeros(images.shape, dtype=np.uint8)
-    # One pass that scales, rounds half to even as np.rint does and saturates at 255. The
-    # array is taken as one channel, and the absolute value changes nothing from 0 up.
+    # convertScaleAbs scales, rounds half to even as np.rint does, and saturates at 255 in
+    # one pass. It reads the array as one channel, and its absolute value keeps values >= 0.
     rows = clipped.reshape(-1, images.shape[-1] if images.ndim else 1)
     return cv2.convertScaleAbs(rows, alpha=255).reshape(images.shape)
 

@@ -411,7 +411,7 @@ def _keep_uniform_colour(core: np.ndarray, planes: np.ndarray) -> None:
 
 
 def _sum_per_image(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    """Sum values over the components of each of n images; values[0] is the background.
+    """Sum values over the components of each of n images, leaving out values[0], the background.
 
     `owner` holds each label's image. Integer and boolean values give int64 sums, floating-point
     values float64 sums.
@@ -424,9 +424,9 @@ def _label(mask: np.ndarray, *, connectivity: int) -> tuple[np.ndarray, int]:
     """Label the connected components of each image of mask (n, H, W), bool.
 
     Returns int32 labels (n, H, W), 0 outside every component, and the number of components.
-    `connectivity` is 4 or 8. OpenCV labels one tall image, in which a blank row below each
-    image keeps components from spanning two images, about three times as fast as
-    scipy.ndimage.label labels the stack.
+    `connectivity` is 4 or 8. OpenCV labels the stack as one tall image, with a blank row
+    below each image so that no component spans two images. On 64x64 renders this took a
+    third of the time of scipy.ndimage.label (measured, see docs/benchmarks.md).
     """
     n, height, width = mask.shape
     tall = np.zeros((n, height + 1, width), dtype=np.uint8)
