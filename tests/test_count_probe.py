@@ -89,7 +89,7 @@ def test_each_image_counted_independently_of_the_batch():
     assert (batch[counts == 0] == UNRECOGNIZED).all(), "images without dots must be unrecognized"
 
 
-def test_dots_on_the_edges_of_neighbouring_images_stay_apart():
+def test_edge_dots_of_neighbouring_images_apart():
     # Each image has dots cut by its top and bottom edges, where the next image's dots lie
     # when the batch is labelled as one stack.
     radius = RADIUS * 32
@@ -98,11 +98,9 @@ def test_dots_on_the_edges_of_neighbouring_images_stay_apart():
         for column in (6, 16, 26):
             paint_disk(image, (radius - 1, column), radius, (0.1, 0.1, 0.1))
             paint_disk(image, (32 - radius + 1, column), radius, (0.1, 0.1, 0.1))
-    one = images[:1]
+    alone = count_dots(images[:1], RADIUS)
     batch = count_dots(images, RADIUS)
-    assert (batch == count_dots(one, RADIUS)[0]).all(), (
-        f"batch {batch}, alone {count_dots(one, RADIUS)}"
-    )
+    assert (batch == alone[0]).all(), f"batch {batch}, one image alone {alone}"
     assert batch[0] == 6, f"six separate dots counted as {batch[0]}"
 
 

@@ -41,7 +41,7 @@ def test_to_uint8_rounds_half_to_even_like_rint():
     ],
     ids=["float64", "not contiguous", "zero dimensions", "empty"],
 )
-def test_to_uint8_keeps_shape_and_values_of_any_layout(images):
+def test_to_uint8_any_layout(images):
     converted = to_uint8(images)
     expected = np.clip(np.rint(images.astype(np.float32) * np.float32(255)), 0, 255)
     assert converted.shape == images.shape, f"shape {converted.shape}, not {images.shape}"

@@ -69,7 +69,7 @@ class DdpmModel(Strict):
         default=50,
         ge=1,
         le=4000,
-        description="DDIM steps for snapshot samples; null samples the full schedule.",
+        description="DDIM steps for snapshot samples, or the full schedule when empty (null).",
     )
     ema_decay: float = Field(
         default=0.9999,
@@ -89,7 +89,8 @@ class DdpmModel(Strict):
         le=1000,
         description=(
             "Weights each time step's loss by min(SNR, gamma) / SNR, so that steps with "
-            "little noise weigh less; null weights every step the same, as in the DDPM paper."
+            "little noise weigh less. When empty (null), every step weighs the same, as in the "
+            "DDPM paper."
         ),
     )
 

@@ -77,7 +77,7 @@ class PieDataset(PieImageSettings):
         max_length=MAX_PIE_VALUES,
         description=(
             "Feature values (size, x, y, red) of training pies, each 1-9 or 0 for a value "
-            "drawn per image; red is null when colours is 1."
+            "drawn per image; red is empty (null) when colours is 1."
         ),
     )
     weights: list[Annotated[StrictNumber, Field(gt=0, le=1e6)]] | None = Field(

@@ -37,7 +37,7 @@ class Training(Strict):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     adam_betas: tuple[AdamBeta, AdamBeta] | None = Field(
         default=None,
-        description="Adam's (beta1, beta2); null uses the model's default.",
+        description="Adam's (beta1, beta2), or the model's default when empty (null).",
     )
     lr_schedule: Literal["constant", "cosine"] = Field(
         default="constant",
