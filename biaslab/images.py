@@ -29,7 +29,8 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
         return np.zeros(images.shape, dtype=np.uint8)
     # convertScaleAbs scales, rounds half to even as np.rint does, and saturates at 255 in
     # one pass. It reads the array as one channel, and its absolute value keeps values >= 0.
-    rows = clipped.reshape(-1, images.shape[-1] if images.ndim else 1)
+    # A row per image keeps OpenCV's row and column counts within its 32-bit limit.
+    rows = clipped.reshape(len(clipped), -1) if clipped.ndim > 1 else clipped.reshape(1, -1)
     return cv2.convertScaleAbs(rows, alpha=255).reshape(images.shape)
 
 
