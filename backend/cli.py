@@ -51,8 +51,9 @@ def _configure_logging() -> None:
 GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
-def _settings(data_dir: Path | None) -> Settings:
+def _settings(data_dir: Path | None, *, create: bool = True) -> Settings:
     # Set the variable too, so that a worker started from here uses the same folder.
+    # `create` makes the data folder when it is missing.
     if data_dir is not None:
         os.environ["BIASLAB_DATA_DIR"] = str(data_dir.resolve())
     try:
@@ -64,6 +65,8 @@ def _settings(data_dir: Path | None) -> Settings:
                 f"error: {variable}={problem['input']!r} is invalid: {problem['msg']}", err=True
             )
         raise typer.Exit(2) from None
+    if not create:
+        return settings
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -169,7 +172,14 @@ def _study_dataset(study_id: int, data_dir: Path | None) -> StudyDataset:
     from biaslab.store.db import make_engine, make_sessionmaker
     from biaslab.store.migrate import check_current
 
-    settings = _settings(data_dir)
+    settings = _settings(data_dir, create=False)
+    database = make_url(settings.resolved_database_url).database or ""
+    if settings.database_url is None and not Path(database).is_file():
+        raise _probe_error(
+            "--study-id",
+            f"no lab database at {database}; run the command in the folder where the lab "
+            "runs, or name the lab's data folder with --data-dir or BIASLAB_DATA_DIR",
+        )
     engine = make_engine(settings.resolved_database_url)
     try:
         check_current(settings.resolved_database_url)
@@ -207,10 +217,8 @@ def probe(
     dot_radius: Annotated[
         float | None,
         typer.Option(
-            help=f"For dots without a study: dot radius as a fraction of the image width "
-            f"[default: {DEFAULT_DOT_RADIUS}].",
-            min=DOT_RADIUS_RANGE[0],
-            max=DOT_RADIUS_RANGE[1],
+            help=f"For dots without a study: dot radius as a fraction of the image width, "
+            f"{DOT_RADIUS_RANGE[0]} to {DOT_RADIUS_RANGE[1]} [default: {DEFAULT_DOT_RADIUS}].",
             show_default=False,
         ),
     ] = None,

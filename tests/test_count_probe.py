@@ -396,6 +396,16 @@ def test_read_dots_counts_like_count_dots():
     assert not np.isnan(reading.mean_radii[~unrecognized]).any(), "recognized images need a size"
 
 
+def test_radius_range_as_array_counts_the_same():
+    rng = np.random.default_rng(5)
+    images = render_counts(np.arange(1, 9), image_size=32, dot_radius=RADIUS, noise=0.03, rng=rng)
+    as_tuple = count_dots(images, (0.07, 0.09))
+    as_array = count_dots(images, np.array([0.07, 0.09]))
+    assert np.array_equal(as_array, as_tuple), f"array {as_array}, tuple {as_tuple}"
+    single = count_dots(images, np.float64(RADIUS))
+    assert np.array_equal(single, count_dots(images, np.array(RADIUS))), "0-d array radius"
+
+
 def test_one_radius_as_range_counts_the_same():
     rng = np.random.default_rng(6)
     counts = rng.integers(1, 13, 400)

@@ -359,6 +359,33 @@ def test_cli_bad_file_exits_2(tmp_path):
     assert missing.stderr.strip() == f"error: {tmp_path / 'missing.npz'}: No such file or directory"
 
 
+@pytest.mark.parametrize(
+    ("radius", "message"),
+    [
+        ("nan", "nan is outside 0.04 to 0.15 of the image width"),
+        ("0.2", "0.2 is outside 0.04 to 0.15 of the image width"),
+    ],
+)
+def test_cli_dot_radius_out_of_range(tmp_path, dots, radius, message):
+    path = tmp_path / "samples.npz"
+    path.write_bytes(npz_bytes(images=dots[0][:2]))
+    result = run_cli(str(path), "--dot-radius", radius)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"error: --dot-radius: {message}"
+
+
+def test_cli_study_without_lab_writes_nothing(tmp_path, dots):
+    path = tmp_path / "samples.npz"
+    path.write_bytes(npz_bytes(images=dots[0][:2]))
+    empty = tmp_path / "no-lab"
+    result = run_cli(str(path), "--study-id", "1", "--data-dir", str(empty))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(
+        f"error: --study-id: no lab database at {empty.resolve() / 'biaslab.sqlite'}; run"
+    ), result.stderr
+    assert not empty.exists(), "probing created a data folder"
+
+
 def test_cli_oversized_png_exits_2(tmp_path):
     path = tmp_path / "big.zip"
     path.write_bytes(oversized_png_zip())

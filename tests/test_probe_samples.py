@@ -342,6 +342,26 @@ def test_wrong_shapes_and_dtypes():
         assert expected in rejection(npz_bytes(images=array)), expected
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 8, 8, 3) ",
+        "(",
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 8, 8, 3), 'x': 'a",
+    ],
+    ids=["unclosed brace", "lone bracket", "unclosed string"],
+)
+def test_malformed_npy_header(header):
+    text = header.ljust(118) + "\n"
+    data = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode()
+    assert "has an invalid .npy header" in rejection(data)
+
+
+def test_negative_dimension_names_shape():
+    message = rejection(npy_header((-1, 8, 8, 3)))
+    assert "has shape (-1, 8, 8, 3)" in message, message
+
+
 def test_object_array_never_unpickled():
     array = np.empty((1, 8, 8, 3), dtype=object)
     array[...] = 0
@@ -363,6 +383,24 @@ def test_dot_radius_too_small_for_width():
     images, _ = rendered(2)
     with pytest.raises(InvalidSamples, match="is 1.92 px in images 32 px wide") as caught:
         probe_dots(images, 0.06)
+    assert caught.value.field == "dot_radius"
+
+
+def test_images_too_narrow_for_any_radius():
+    narrow = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    with pytest.raises(InvalidSamples) as caught:
+        probe_dots(narrow, 0.08)
+    message = str(caught.value)
+    assert message.endswith("so use images at least 17 px wide"), message
+
+
+def test_dot_taller_than_images():
+    flat = np.zeros((2, 8, 512, 3), dtype=np.uint8)
+    with pytest.raises(InvalidSamples) as caught:
+        probe_dots(flat, 0.08)
+    message = str(caught.value)
+    assert "a dot is 81.9 px tall in images 8 px tall" in message, message
+    assert message.endswith("use a dot_radius of at most 0.008 or taller images"), message
     assert caught.value.field == "dot_radius"
 
 

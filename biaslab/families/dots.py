@@ -44,11 +44,12 @@ class DotsFamily(DatasetFamily[DotsDataset]):
     def probe(self, images: np.ndarray, design: DotsDataset) -> FeatureValues:
         """Count the dots and measure their mean radius.
 
-        Raises InvalidSamples when the smallest radius is too small at this width.
+        Raises InvalidSamples when the smallest radius is too small at this width, or a dot
+        of the largest is taller than the images.
         """
         bounds = design.radius_bounds()
         for radius in bounds:
-            check_dot_radius(radius, images.shape[2])
+            check_dot_radius(radius, images.shape[1], images.shape[2])
         reading = read_dots(images, bounds)
         counts = np.where(reading.counts == UNRECOGNIZED, np.nan, reading.counts.astype(float))
         return {"count": counts, "dot_size": reading.mean_radii}

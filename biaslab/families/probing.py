@@ -23,7 +23,7 @@ from biaslab.design import Dataset, DotsDataset
 from biaslab.design.base import Strict
 from biaslab.families import FAMILIES, family_for
 from biaslab.families.base import Feature, FeatureValues
-from biaslab.probes.samples import DEFAULT_DOT_RADIUS, InvalidSamples
+from biaslab.probes.samples import DEFAULT_DOT_RADIUS, InvalidSamples, check_dot_radius_range
 
 # Families whose probe results mean something only against a study's training set.
 STUDY_FAMILIES = frozenset({"combinations", "shapes"})
@@ -87,6 +87,7 @@ def probe_design(
         # The count probe reads only dot_radius. The fields that describe training
         # images (counts, noise, image size) do not apply to uploaded samples.
         radius = DEFAULT_DOT_RADIUS if dot_radius is None else dot_radius
+        check_dot_radius_range(radius)
         return DotsDataset.model_construct(dot_radius=radius)
     try:
         return _DATASET.validate_python({"family": name})

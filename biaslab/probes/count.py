@@ -187,6 +187,8 @@ def _read(
 
 def _radius_bounds(dot_radius: float | tuple[float, float]) -> tuple[float, float]:
     """Return (smallest, largest) radius from one radius or a range, checking both."""
+    if isinstance(dot_radius, np.ndarray):
+        dot_radius = dot_radius.tolist()  # a float, or a list of them
     if isinstance(dot_radius, tuple | list):
         if len(dot_radius) != 2 or not 0 < dot_radius[0] <= dot_radius[1] < 0.5:
             raise ValueError(

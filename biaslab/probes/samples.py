@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import io
 import lzma
+import math
 import re
 import stat
 import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -176,7 +178,7 @@ def probe_dots(images: np.ndarray, dot_radius: float | tuple[float, float]) -> P
     """
     bounds = dot_radius if isinstance(dot_radius, tuple) else (dot_radius,)
     for radius in bounds:
-        check_dot_radius(radius, images.shape[2])
+        check_dot_radius(radius, images.shape[1], images.shape[2])
     counts = count_dots(images, dot_radius)
     return ProbeResult(
         counts=[None if count == UNRECOGNIZED else int(count) for count in counts],
@@ -185,21 +187,39 @@ def probe_dots(images: np.ndarray, dot_radius: float | tuple[float, float]) -> P
     )
 
 
-def check_dot_radius(dot_radius: float, width: int) -> None:
-    """Raise InvalidSamples unless the radius is within DOT_RADIUS_RANGE and countable."""
+def check_dot_radius_range(dot_radius: float) -> None:
+    """Raise InvalidSamples unless the radius lies within DOT_RADIUS_RANGE."""
     low, high = DOT_RADIUS_RANGE
     if not low <= dot_radius <= high:
         raise InvalidSamples(
             f"{dot_radius:g} is outside {low:g} to {high:g} of the image width",
             field="dot_radius",
         )
+
+
+def check_dot_radius(dot_radius: float, height: int, width: int) -> None:
+    """Raise InvalidSamples unless the radius is in range and its dots fit and can be counted.
+
+    A dot must have a radius of at least MIN_RADIUS_PIXELS and fit within the image height.
+    """
+    check_dot_radius_range(dot_radius)
     radius_pixels = dot_radius * width
     if radius_pixels < MIN_RADIUS_PIXELS:
         smallest = MIN_RADIUS_PIXELS / width
+        high = DOT_RADIUS_RANGE[1]
+        advice = f"use a dot_radius of at least {smallest:.3f} or wider images"
+        if smallest > high:
+            advice = f"use images at least {math.ceil(MIN_RADIUS_PIXELS / high)} px wide"
         raise InvalidSamples(
             f"{dot_radius:g} is {radius_pixels:.2f} px in images {width} px wide; the dot "
-            f"counter needs at least {MIN_RADIUS_PIXELS} px, so use a dot_radius of at least "
-            f"{smallest:.3f} (at most {high:g}) or wider images",
+            f"counter needs at least {MIN_RADIUS_PIXELS} px, so {advice}",
+            field="dot_radius",
+        )
+    if 2 * radius_pixels > height:
+        raise InvalidSamples(
+            f"{dot_radius:g} is {radius_pixels:.2f} px in images {width} px wide, so a dot is "
+            f"{2 * radius_pixels:.1f} px tall in images {height} px tall; use a dot_radius of "
+            f"at most {height / (2 * width):.3f} or taller images",
             field="dot_radius",
         )
 
@@ -383,7 +403,9 @@ def _read_npy(stream: io.BytesIO | _MemberReader, label: str) -> tuple[np.ndarra
         shape, fortran_order, dtype = read_header(
             header_stream, max_header_size=_MAX_NPY_HEADER_BYTES
         )
-    except ValueError as error:
+    # numpy parses the header as a Python literal, so a malformed one can raise a
+    # SyntaxError or a tokenize.TokenError as well as a ValueError.
+    except (ValueError, SyntaxError, tokenize.TokenError) as error:
         raise InvalidSamples(f"{label} has an invalid .npy header: {error}") from error
 
     layout, (n, height, width) = _check_array_header(label, shape, fortran_order, dtype)
@@ -454,7 +476,7 @@ def _check_array_header(
         raise InvalidSamples(
             f"{label} has dtype {dtype}; use uint8 (0-255) or float16/32/64 in [0, 1]"
         )
-    if len(shape) != 4 or 3 not in (shape[1], shape[3]):
+    if len(shape) != 4 or 3 not in (shape[1], shape[3]) or min(shape) < 0:
         raise InvalidSamples(
             f"{label} has shape {tuple(shape)}; use (N, H, W, 3) or (N, 3, H, W) RGB images"
         )
