@@ -27,9 +27,9 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     clipped = np.ascontiguousarray(np.fmax(images, np.float32(0), dtype=np.float32))
     if clipped.size == 0:
         return np.zeros(images.shape, dtype=np.uint8)
-    # convertScaleAbs scales, rounds half to even as np.rint does, and saturates at 255 in
-    # one pass. It reads the array as one channel, and its absolute value keeps values >= 0.
-    # A row per image keeps OpenCV's row and column counts within its 32-bit limit.
+    # convertScaleAbs scales, rounds half to even like np.rint and saturates at 255 in one
+    # pass. Its absolute value changes nothing here, because every value is >= 0.
+    # One row per image keeps both dimensions of OpenCV's matrix within its int range.
     rows = clipped.reshape(len(clipped), -1) if clipped.ndim > 1 else clipped.reshape(1, -1)
     return cv2.convertScaleAbs(rows, alpha=255).reshape(images.shape)
 

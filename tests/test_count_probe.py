@@ -396,7 +396,7 @@ def test_read_dots_counts_like_count_dots():
     assert not np.isnan(reading.mean_radii[~unrecognized]).any(), "recognized images need a size"
 
 
-def test_radius_range_as_array_counts_the_same():
+def test_radius_array_counts_like_tuple():
     rng = np.random.default_rng(5)
     images = render_counts(np.arange(1, 9), image_size=32, dot_radius=RADIUS, noise=0.03, rng=rng)
     as_tuple = count_dots(images, (0.07, 0.09))

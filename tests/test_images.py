@@ -25,7 +25,7 @@ def test_to_uint8_rounds_and_saturates():
     assert converted.tolist() == [0, 255, 51, 254, 0, 255, 0, 255], converted.tolist()
 
 
-def test_to_uint8_rounds_half_to_even_like_rint():
+def test_to_uint8_rounds_half_to_even():
     halves = (np.arange(511) / 2 / 255).astype(np.float32)
     expected = np.rint(halves * np.float32(255)).astype(np.uint8)
     assert np.array_equal(to_uint8(halves), expected), "halves rounded unlike np.rint"

@@ -44,8 +44,8 @@ class DotsFamily(DatasetFamily[DotsDataset]):
     def probe(self, images: np.ndarray, design: DotsDataset) -> FeatureValues:
         """Count the dots and measure their mean radius.
 
-        Raises InvalidSamples when the smallest radius is too small at this width, or a dot
-        of the largest is taller than the images.
+        Raises InvalidSamples when the smallest radius is too small at this width, or when a
+        dot of the largest radius would be taller than the images.
         """
         bounds = design.radius_bounds()
         for radius in bounds:

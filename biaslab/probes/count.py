@@ -415,7 +415,7 @@ def _keep_uniform_colour(core: np.ndarray, planes: np.ndarray) -> None:
 def _sum_per_image(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
     """Sum values over the components of each of n images, leaving out values[0], the background.
 
-    `owner` holds each label's image. Integer and boolean values give int64 sums, floating-point
+    `owner` is the image of each label. Integer and boolean values give int64 sums, floating-point
     values float64 sums.
     """
     sums = np.bincount(owner[1:], weights=values[1:], minlength=n)
