@@ -41,9 +41,9 @@ def _error_bars(estimates: Sequence[Estimate | None]) -> dict[str, Any]:
 
 
 def describe_estimate(estimate: Estimate | None, digits: int = 3) -> str:
-    """Write an estimate as "v [low, high]"; "undefined" when it has no value."""
+    """Write an estimate as "v [low, high]", or "no value" when it has none."""
     if estimate is None or estimate.get("value") is None:
-        return "undefined"
+        return "no value"
     text = f"{estimate['value']:.{digits}f}"
     if estimate.get("low") is not None and estimate.get("high") is not None:
         text += f" [{estimate['low']:.{digits}f}, {estimate['high']:.{digits}f}]"

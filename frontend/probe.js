@@ -73,8 +73,17 @@ function formData() {
   data.append("file", file);
   data.append("family", byId("probe-family").value);
   for (const [name, id] of [["study_id", "probe-study-id"], ["dot_radius", "probe-dot-radius"]]) {
-    const value = byId(id).value.trim();
-    if (value && !fieldContainer(name).hidden) {
+    const input = byId(id);
+    if (fieldContainer(name).hidden) {
+      continue;
+    }
+    // A number box reads as empty when its text is not a number, so that text would be lost.
+    if (input.validity.badInput) {
+      const message = `${name}: the text in the box is not a number; enter a number or leave it empty`;
+      throw new ApiError(422, "", [{ field: name, message }]);
+    }
+    const value = input.value.trim();
+    if (value) {
       data.append(name, value);
     }
   }

@@ -139,6 +139,18 @@ def test_probe_page_shows_server_errors(
     assert "from 0.04 to 0.15" in message, message
     assert field_errors(page, "file") == [], "the earlier file message is cleared"
 
+    # Text that is not a number reads as an empty box, which would probe at the default.
+    page.locator("#probe-dot-radius").fill("")
+    page.locator("#probe-dot-radius").press_sequentially("1e")
+    page.locator("#probe-submit").click()
+    page.wait_for_function(
+        """() => document.querySelector('[data-field="dot_radius"] [data-testid="field-error"]')
+            ?.innerText.includes('not a number')"""
+    )
+    (message,) = field_errors(page, "dot_radius")
+    assert message.startswith("dot_radius: the text in the box is not a number"), message
+    assert page.locator("#probe-results").is_hidden(), "no probe ran with the default radius"
+
     page.locator("#probe-family").select_option("shapes")
     page.locator("#probe-submit").click()
     page.locator('[data-field="study_id"] [data-testid="field-error"]').wait_for()

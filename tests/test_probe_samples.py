@@ -354,7 +354,9 @@ def test_wrong_shapes_and_dtypes():
 def test_malformed_npy_header(header):
     text = header.ljust(118) + "\n"
     data = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode()
-    assert "has an invalid .npy header" in rejection(data)
+    message = rejection(data)
+    assert "has an invalid .npy header" in message, message
+    assert "', (" not in message, f"a Python tuple in the message: {message}"
 
 
 def test_negative_dimension_names_shape():
@@ -391,7 +393,9 @@ def test_images_too_narrow_for_any_radius():
     with pytest.raises(InvalidSamples) as caught:
         probe_dots(narrow, 0.08)
     message = str(caught.value)
-    assert message.endswith("so use images at least 17 px wide"), message
+    assert message.endswith(
+        "so use images at least 32 px wide, or 17 px at the largest dot_radius, 0.15"
+    ), message
 
 
 def test_dot_taller_than_images():

@@ -209,7 +209,10 @@ def check_dot_radius(dot_radius: float, height: int, width: int) -> None:
         high = DOT_RADIUS_RANGE[1]
         advice = f"use a dot_radius of at least {smallest:.3f} or wider images"
         if smallest > high:
-            advice = f"use images at least {math.ceil(MIN_RADIUS_PIXELS / high)} px wide"
+            advice = (
+                f"use images at least {math.ceil(MIN_RADIUS_PIXELS / dot_radius)} px wide, or "
+                f"{math.ceil(MIN_RADIUS_PIXELS / high)} px at the largest dot_radius, {high:g}"
+            )
         raise InvalidSamples(
             f"{dot_radius:g} is {radius_pixels:.2f} px in images {width} px wide; the dot "
             f"counter needs at least {MIN_RADIUS_PIXELS} px, so {advice}",
@@ -405,8 +408,13 @@ def _read_npy(stream: io.BytesIO | _MemberReader, label: str) -> tuple[np.ndarra
         )
     # numpy parses the header as a Python literal, so a malformed one can raise a
     # SyntaxError or a tokenize.TokenError as well as a ValueError.
-    except (ValueError, SyntaxError, tokenize.TokenError) as error:
+    except (ValueError, SyntaxError) as error:
         raise InvalidSamples(f"{label} has an invalid .npy header: {error}") from error
+    except tokenize.TokenError as error:
+        raise InvalidSamples(
+            f"{label} has an invalid .npy header: {error.args[0]}, so a bracket or quote is "
+            "not closed; save the array with np.save or np.savez"
+        ) from error
 
     layout, (n, height, width) = _check_array_header(label, shape, fortran_order, dtype)
     stored_shape = tuple(shape[1:])
