@@ -128,6 +128,8 @@ def test_owner_cancels_from_study_page(new_page, lab):
     study = create_study(lab, lab.alice, "alice cancels")
     page = new_page()
     sign_in(page, lab, lab.alice, start=f"/studies/{study['id']}")
+    # The page fills its name and owner line once the study has loaded.
+    page.locator('[data-testid="study-name"]').wait_for()
     assert "owned by alice" in page.locator("#study-meta").inner_text()
     # The live stream is authenticated with the session cookie.
     page.wait_for_function(
